@@ -1,0 +1,1 @@
+"""Episode metrics (the paper's Table I) and evaluation runners."""

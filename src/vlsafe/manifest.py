@@ -1,0 +1,61 @@
+"""The manifest every artifact folder carries: what made it, from what, with which code."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_manifest", "read_manifest", "code_version"]
+
+_PACKAGES = ("vlsafe", "torch", "numpy", "gymnasium", "metadrive-simulator", "highway-env", "opencv-python")
+
+
+def code_version() -> str:
+    """git describe of the source tree if available, else the package version."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=here, capture_output=True, text=True,
+                             timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from vlsafe import __version__
+
+    return __version__
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def write_manifest(folder: Path, stage: str, config: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
+    data = {"stage": stage, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "code_version": code_version(), "python": platform.python_version(), "packages": _versions(),
+            "config": config, **(extra or {})}
+    path = Path(folder) / "manifest.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=float))
+    tmp.replace(path)
+    return path
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no manifest (is this a vlsafe artifact folder?)") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: manifest is not valid JSON ({err})") from None
