@@ -96,6 +96,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_snapshot(args: argparse.Namespace) -> int:
+    """Drive a few steps with the route follower and save the BEV picture (docs/ images come from here)."""
+    import imageio.v2 as imageio
+
+    from vlsafe.envs import make
+    from vlsafe.envs.bev import BEVConfig
+    from vlsafe.experts import RouteFollower
+
+    env = make(args.task, backend=args.backend, overrides=args.set)
+    try:
+        env.reset(seed=args.seed)
+        driver = RouteFollower()
+        for _ in range(args.steps):
+            _, _, terminated, truncated, _ = env.step(driver.act(env))
+            if terminated or truncated:
+                break
+        frame = env.bev_frame(BEVConfig(size=args.size, range_m=env.config.observation.bev.range_m))
+    finally:
+        env.close()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    imageio.imwrite(args.out, frame)
+    print(f"wrote {args.out} ({args.size}x{args.size}, {args.task}@{args.backend}, seed {args.seed}, step {args.steps})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlsafe", description="VL-SAFE: offline safe RL for driving with VLM guidance.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -110,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted TaskConfig override, e.g. --set traffic_density=0.2 --set observation.bev.size=128")
     d.set_defaults(fn=_cmd_drive)
+
+    s = sub.add_parser("snapshot", help="save one BEV picture of a task after N scripted steps")
+    s.add_argument("--task", default="four-lane")
+    s.add_argument("--backend", default="metadrive")
+    s.add_argument("--steps", type=int, default=40)
+    s.add_argument("--size", type=int, default=128)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default="bev.png")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    s.set_defaults(fn=_cmd_snapshot)
 
     m = sub.add_parser("demo", help="the whole pipeline on a small default (grows with each stage)")
     m.add_argument("--out", default="runs/demo")

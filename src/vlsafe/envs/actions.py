@@ -17,7 +17,7 @@ __all__ = ["ACCELERATIONS", "STEERINGS", "DISCRETE_ACTIONS", "MAX_ACCELERATION",
 ACCELERATIONS = (-2.0, 0.0, 2.0)  # m/s^2
 STEERINGS = (-0.6, -0.2, 0.0, 0.2, 0.6)  # normalised, + = left
 # Index i -> (acceleration, steering); acceleration-major order, so index 7 is (0, 0): keep going.
-DISCRETE_ACTIONS = np.array(list(itertools.product(ACCELERATIONS, STEERINGS)), dtype=np.float32)
+DISCRETE_ACTIONS = np.array(list(itertools.product(ACCELERATIONS, STEERINGS)), dtype=np.float64)
 MAX_ACCELERATION = 3.0  # m/s^2 at continuous action[0] == +-1
 
 

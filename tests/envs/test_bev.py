@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from tests.conftest import vehicles
+from vlsafe.envs.bev import COLORS, BEVConfig, BEVRasterizer
+
+
+def mask(img, name):
+    return (img == np.array(COLORS[name], np.uint8)).all(-1)
+
+
+@pytest.mark.parametrize("size", [64, 128, 224])
+def test_ego_red_at_centre_heading_up(road, route, size):
+    r = BEVRasterizer(BEVConfig(size=size))
+    img = r.draw(road, route, vehicles([(50, -5.25, 0.0, 5, 0)]))
+    assert img.shape == (size, size, 3) and img.dtype == np.uint8
+    red = np.argwhere(mask(img, "ego"))
+    centre = (size - 1) / 2
+    assert abs(red[:, 0].mean() - centre) < 1 and abs(red[:, 1].mean() - centre) < 1
+    # heading-up: the 4.5 m x 2 m car is taller than wide in the picture
+    assert np.ptp(red[:, 0]) > 1.8 * np.ptp(red[:, 1])
+    assert mask(img, "route").any() and mask(img, "road").any() and mask(img, "line_solid").any()
+
+
+def test_other_vehicle_ahead_is_green_above_ego_and_left_is_left(road, route):
+    r = BEVRasterizer(BEVConfig(size=128))
+    # one car 10 m ahead, one car 3.5 m to the left (y larger = left when heading +x)
+    img = r.draw(road, route, vehicles([(50, -5.25, 0, 5, 0), (60, -5.25, 0, 5, 0), (50, -1.75, 0, 5, 0)]))
+    green = np.argwhere(mask(img, "vehicle"))
+    ahead = green[green[:, 0] < 50]
+    left = green[(green[:, 0] > 54) & (green[:, 0] < 74)]
+    ppm = 128 / 32
+    assert abs(ahead[:, 0].mean() - (63.5 - 10 * ppm)) < 1.5
+    assert abs(left[:, 1].mean() - (63.5 - 3.5 * ppm)) < 1.5
+
+
+def test_same_scene_same_picture_and_rotation_follows_heading(road, route):
+    a = BEVRasterizer(BEVConfig(size=64))
+    b = BEVRasterizer(BEVConfig(size=64))
+    scene = vehicles([(80, -5.25, 0.3, 5, 0), (90, -8.75, 0.0, 5, 0)])
+    first = a.draw(road, route, scene)
+    # different history must not change the picture of the same scene
+    for x in np.linspace(0, 200, 40):
+        a.draw(road, route, vehicles([(x, -5.25, 0.0, 5, 0)]))
+    assert np.array_equal(first, a.draw(road, route, scene))
+    assert np.array_equal(first, b.draw(road, route, scene))
+    # turning the ego left turns the world right in its picture: the picture changes
+    assert not np.array_equal(first, a.draw(road, route, vehicles([(80, -5.25, 0.0, 5, 0), (90, -8.75, 0.0, 5, 0)])))
+
+
+def test_off_map_is_background(road, route):
+    img = BEVRasterizer(BEVConfig(size=64)).draw(road, route, vehicles([(50, 200.0, 0.0, 0, 0)]))
+    assert mask(img, "background").sum() == 64 * 64 - mask(img, "ego").sum()
