@@ -121,6 +121,46 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from vlsafe.data.collect import collect, with_preset
+
+    fields = {"task": args.task, "backend": args.backend, "mixture": args.mixture, "seed_start": args.seed_start,
+              "workers": args.workers, "bev_size": args.bev_size, "task_overrides": tuple(args.set)}
+    if args.steps or args.episodes:  # an explicit size replaces the preset's
+        fields.update(steps=args.steps or 0, episodes=args.episodes or 0)
+    cfg = with_preset(args.preset, **fields)
+    collect(cfg, args.out or f"data/{args.task.replace(':', '-')}@{args.backend}-{args.preset}")
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from vlsafe.data.store import EpisodeStore
+
+    store = EpisodeStore(args.path)
+    if args.data_command == "info":
+        from vlsafe.data.card import dataset_card
+
+        print(dataset_card(store))
+    elif args.data_command == "verify":
+        problems = store.verify()
+        for p in problems:
+            print(p)
+        print(f"{len(store.entries())} episodes checked, {len(problems)} problem(s)")
+        return 1 if problems else 0
+    elif args.data_command == "export":
+        from vlsafe.data.minari_io import export_minari
+
+        dataset_id = export_minari(store, args.out, args.id)
+        print(f"exported {store.root} as Minari dataset {dataset_id!r} under {args.out} "
+              f"(load with MINARI_DATASETS_PATH={args.out})")
+    elif args.data_command == "import":
+        from vlsafe.data.minari_io import import_minari
+
+        imported = import_minari(args.id, args.root, args.path)
+        print(f"imported {args.id!r} into {imported.root}: {len(imported.entries())} episodes")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlsafe", description="VL-SAFE: offline safe RL for driving with VLM guidance.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -145,6 +185,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="bev.png")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s.set_defaults(fn=_cmd_snapshot)
+
+    c = sub.add_parser("collect", help="record episodes of a behaviour mixture (resumable, parallel)")
+    c.add_argument("--task", default="four-lane")
+    c.add_argument("--backend", default="metadrive")
+    c.add_argument("--preset", default="tiny", help="dataset size: tiny (tests/demo), small (~50k steps), full (~500k)")
+    c.add_argument("--steps", type=int, help="collect until this many steps (overrides the preset)")
+    c.add_argument("--episodes", type=int, help="collect exactly this many episodes (overrides the preset)")
+    c.add_argument("--mixture", default="expert:0.6,noisy:0.3,reckless:0.1")
+    c.add_argument("--seed-start", type=int, default=0)
+    c.add_argument("--workers", type=int, default=1)
+    c.add_argument("--bev-size", type=int, default=64)
+    c.add_argument("--out", help="dataset folder (default data/<task>@<backend>-<preset>)")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TaskConfig override")
+    c.set_defaults(fn=_cmd_collect)
+
+    data = sub.add_parser("data", help="inspect, verify, export and import datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    i = dsub.add_parser("info", help="print the dataset card")
+    i.add_argument("path")
+    v = dsub.add_parser("verify", help="check every episode file against its checksum")
+    v.add_argument("path")
+    e = dsub.add_parser("export", help="write the dataset in Farama Minari format")
+    e.add_argument("path")
+    e.add_argument("--minari", action="store_true", required=True, help="export format (Minari)")
+    e.add_argument("--out", required=True, help="Minari datasets root folder")
+    e.add_argument("--id", help="Minari dataset id (default vlsafe/<task>-<backend>-v0)")
+    im = dsub.add_parser("import", help="read a Minari dataset (a vlsafe export) into a dataset folder")
+    im.add_argument("path", help="new dataset folder")
+    im.add_argument("--minari", action="store_true", required=True)
+    im.add_argument("--root", required=True, help="Minari datasets root folder")
+    im.add_argument("--id", required=True, help="Minari dataset id")
+    data.set_defaults(fn=_cmd_data)
 
     m = sub.add_parser("demo", help="the whole pipeline on a small default (grows with each stage)")
     m.add_argument("--out", default="runs/demo")
