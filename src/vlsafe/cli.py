@@ -153,6 +153,13 @@ def _cmd_data(args: argparse.Namespace) -> int:
         dataset_id = export_minari(store, args.out, args.id)
         print(f"exported {store.root} as Minari dataset {dataset_id!r} under {args.out} "
               f"(load with MINARI_DATASETS_PATH={args.out})")
+    elif args.data_command == "build":
+        from vlsafe.data.collect import collect, with_preset
+        from vlsafe.envs.tasks import TASKS
+
+        for task in TASKS:
+            cfg = with_preset(args.preset, task=task, backend=args.backend, workers=args.workers)
+            collect(cfg, Path(args.path) / f"{task}@{args.backend}-{args.preset}")
     elif args.data_command == "import":
         from vlsafe.data.minari_io import import_minari
 
@@ -206,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("path")
     v = dsub.add_parser("verify", help="check every episode file against its checksum")
     v.add_argument("path")
+    bd = dsub.add_parser("build", help="collect the default dataset of every task for a preset")
+    bd.add_argument("path", nargs="?", default="data", help="parent folder (default data/)")
+    bd.add_argument("--preset", default="small", help="tiny, small (~50k steps per task) or full (~500k)")
+    bd.add_argument("--backend", default="metadrive")
+    bd.add_argument("--workers", type=int, default=2)
     e = dsub.add_parser("export", help="write the dataset in Farama Minari format")
     e.add_argument("path")
     e.add_argument("--minari", action="store_true", required=True, help="export format (Minari)")

@@ -49,7 +49,7 @@ from highway_env.vehicle.kinematics import Vehicle  # noqa: E402
 from highway_env.vehicle.objects import Landmark  # noqa: E402
 
 from vlsafe.envs.backends.base import Backend, BackendEvents, BackendSpec  # noqa: E402
-from vlsafe.envs.scene import Lane, RoadMap, Route, Vehicles, sample_lane  # noqa: E402
+from vlsafe.envs.scene import Lane, RoadMap, Route, Vehicles, sample_lane, wrap_angle  # noqa: E402
 
 __all__ = ["HighwayBackend", "MAX_STEER", "ACCEL_GAIN"]
 
@@ -113,9 +113,12 @@ def _fast_neighbour_vehicles(road, vehicle, lane_index=None):
     s_all, lat_all = coords
     s = lane.local_coordinates(vehicle.position)[0]
     ok = (np.abs(lat_all) <= lane.width / 2 + 1) & (s_all >= -lane.VEHICLE_LENGTH) & (s_all < lane.length + lane.VEHICLE_LENGTH)
-    for i, o in enumerate(objs):  # exclusions are rare; identity test is cheap
-        if o is vehicle or isinstance(o, Landmark):
-            ok[i] = False
+    skip = [i for i, o in enumerate(road.objects, len(road.vehicles)) if isinstance(o, Landmark)]
+    try:
+        skip.append(road.vehicles.index(vehicle))
+    except ValueError:  # a predicted copy is not on the road
+        pass
+    ok[skip] = False
     front = ok & (s_all >= s)
     rear = ok & (s_all < s)
     v_front = objs[int(np.argmin(np.where(front, s_all, np.inf)))] if front.any() else None
@@ -502,7 +505,7 @@ class HighwayBackend(Backend):
         steer = np.array([v.action.get("steering", 0.0) if v.action else 0.0 for v in sel], dtype=float)
         course = heading + np.arctan(0.5 * np.tan(steer))  # the bicycle model moves at heading + slip
         velocity = np.stack([speed * np.cos(course), -speed * np.sin(course)], axis=1)
-        return Vehicles(position=pos, heading=-heading, velocity=velocity,
+        return Vehicles(position=pos, heading=wrap_angle(-heading), velocity=velocity,
                         length=np.array([v.LENGTH for v in sel], dtype=float),
                         width=np.array([v.WIDTH for v in sel], dtype=float))
 

@@ -56,7 +56,7 @@ TASK_MAPS: dict[str, tuple[str | int, int]] = {
     "four-lane": ("SSSS", 4),  # straight road, 4 lanes each way, destination at its far end
     "left-turn": ("SX", 3),  # one straight, then a 4-way intersection; turn left there
     "right-turn": ("SX", 3),  # same map family; turn right
-    "navigation": (4, 3),  # 4 procedural blocks (curves, intersections, roundabouts, ramps ...)
+    "navigation": (3, 3),  # 3 random procedural blocks (curves, intersections, roundabouts, ramps ...): 220-530 m
 }
 
 
@@ -162,7 +162,7 @@ class MetaDriveBackend(Backend):
             log_level=logging.ERROR, start_seed=0, num_scenarios=NUM_SCENARIOS, store_map=True,
             map_config=dict(type=kind, config=blocks, lane_num=lane_num, lane_width=3.5),
             traffic_density=float(spec.traffic_density), random_traffic=True, accident_prob=0.0,
-            random_spawn_lane_index=False, horizon=int(spec.max_steps), preload_models=False,
+            random_spawn_lane_index=False, horizon=int(spec.max_steps), preload_models=False, force_destroy=True,
             show_interface=False, show_logo=False, show_fps=False,
             vehicle_config=dict(lidar=dict(no_laser, num_others=0), side_detector=no_laser,
                                 lane_line_detector=no_laser, show_navi_mark=False, show_dest_mark=False,
