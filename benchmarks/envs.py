@@ -16,7 +16,6 @@ import sys
 import time
 
 import cv2
-import numpy as np
 
 from vlsafe.envs import TASKS, make
 from vlsafe.envs.backends import BackendSpec
@@ -95,7 +94,9 @@ def bench_raster(recorded, repeats: int = 3):
                 r.draw(road, route, v)
             best = max(best, len(frames) / (time.perf_counter() - t))
         out[size] = best
-        note = f"   ratio to target {best / RASTER_TARGET_FPS:4.2f} (>= 1 meets {RASTER_TARGET_FPS:.0f} fps)" if size == 64 else ""
+        note = ""
+        if size == 64:
+            note = f"   ratio to target {best / RASTER_TARGET_FPS:4.2f} (>= 1 meets {RASTER_TARGET_FPS:.0f} fps)"
         print(f"rasterizer {size:>3} px: {best:8.0f} frames/s on one core over {len(frames)} recorded frames{note}")
     return out
 

@@ -29,6 +29,55 @@ def closest(name: str, valid: typing.Iterable[str]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
+def _scalar(value: Any, kind: type, where: str) -> Any:
+    """bool / int / float / str from a value or its command-line string form."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    word = "an integer" if kind is int else "a number"
+    allowed = (int, str) if kind is int else (int, float, str)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise ConfigError(f"{where}: expected {word}, got {value!r}")
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(f"{where}: expected {word}, got {value!r}") from None
+
+
+def _union(value: Any, args: tuple, where: str) -> Any:
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(value, arg, where)
+        except ConfigError as err:
+            errors.append(str(err))
+    raise ConfigError(errors[0] if errors else f"{where}: cannot use {value!r}")
+
+
+def _sequence(value: Any, origin: type, args: tuple, where: str) -> Any:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v != ""]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
+    out = [_coerce(v, args[0] if args else Any, where) for v in value]
+    return tuple(out) if origin is tuple else out
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
@@ -38,60 +87,17 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping for {annotation.__name__}, got {value!r}")
         return from_dict(annotation, value, where=where)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(annotation)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{where}: cannot use {value!r}")
+        return _union(value, typing.get_args(annotation), where)
     if origin is typing.Literal:
         choices = typing.get_args(annotation)
         if value not in choices:
-            raise ConfigError(f"{where}: expected one of {list(choices)}, got {value!r}{closest(str(value), map(str, choices))}")
+            hint = closest(str(value), map(str, choices))
+            raise ConfigError(f"{where}: expected one of {list(choices)}, got {value!r}{hint}")
         return value
     if origin in (tuple, list):
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v != ""]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        args = typing.get_args(annotation)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(v, a, where) for v, a in zip(value, args))
-        inner = args[0] if args else Any
-        out = [_coerce(v, inner, where) for v in value]
-        return tuple(out) if origin is tuple else out
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
+        return _sequence(value, origin, typing.get_args(annotation), where)
+    if annotation in (bool, int, float, str):
+        return _scalar(value, annotation, where)
     return value
 
 

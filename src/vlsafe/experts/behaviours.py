@@ -8,14 +8,13 @@ same seed always gives the same behaviour.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from vlsafe.config import ConfigError, closest
-from vlsafe.envs.actions import DISCRETE_ACTIONS, MAX_ACCELERATION, nearest_discrete
+from vlsafe.envs.actions import DISCRETE_ACTIONS
+from vlsafe.envs.safety import TTC_MAX, safety_signals
 from vlsafe.envs.scene import Scene
-from vlsafe.experts.route_follower import RouteFollowerConfig, idm_acceleration
+from vlsafe.experts.route_follower import RouteFollower, RouteFollowerConfig, to_action
 
 __all__ = ["BEHAVIOURS", "parse_mixture", "make_driver", "pick_behaviour", "ExpertDriver", "NoisyDriver",
            "RecklessDriver"]
@@ -33,13 +32,15 @@ def _lane_free(scene: Scene, lateral: float, back_m: float, front_m: float) -> b
 
 
 class ExpertDriver:
-    """Route following + IDM car following + safe lane changes on straight stretches."""
+    """Route following + IDM + yielding + safe lane changes on straight stretches."""
 
     name = "expert"
 
-    def __init__(self, cfg: RouteFollowerConfig = RouteFollowerConfig(), lane_change_gap_m: float = (12.0),
+    def __init__(self, cfg: RouteFollowerConfig | None = None, lane_change_gap_m: float = 12.0,
                  check_gaps: bool = True, change_prob: float = 1.0):
-        self.cfg, self.gap, self.check_gaps, self.change_prob = cfg, lane_change_gap_m, check_gaps, change_prob
+        self.follower = RouteFollower(cfg)
+        self.cfg = self.follower.config
+        self.gap, self.check_gaps, self.change_prob = lane_change_gap_m, check_gaps, change_prob
         self.rng = np.random.default_rng(0)
         self.offset = 0.0  # target lateral offset from the route, in metres (+ left)
         self.cooldown = 0
@@ -47,17 +48,16 @@ class ExpertDriver:
     def reset(self, rng: np.random.Generator) -> None:
         self.rng, self.offset, self.cooldown = rng, 0.0, 0
 
-    def _straight_ahead(self, env) -> bool:
-        base = env.unwrapped
+    @staticmethod
+    def _straight_ahead(base) -> bool:
         pts = base.route.point_at(base.route_s + np.array([0.0, 30.0, 60.0]))
         d1, d2 = pts[1] - pts[0], pts[2] - pts[1]
         cos = (d1 @ d2) / max(np.linalg.norm(d1) * np.linalg.norm(d2), 1e-9)
         return cos > 0.98 and base.route_s + 60.0 < base.route.length
 
-    def _maybe_change_lane(self, env, scene: Scene) -> None:
-        base = env.unwrapped
-        if not self._straight_ahead(env):
-            self.offset = 0.0
+    def _maybe_change_lane(self, base, scene: Scene) -> None:
+        if not self._straight_ahead(base):
+            self.offset = 0.0  # back onto the planned lane before curves and junctions
             return
         if self.cooldown > 0:
             self.cooldown -= 1
@@ -72,7 +72,7 @@ class ExpertDriver:
             return
         for side in self.rng.permutation([1.0, -1.0]):
             lateral = side * 3.5
-            target = base.route.point_at(base.route_s + 10.0) + lateral * np.array([-np.sin(h), np.cos(h)])
+            target = base.route.point_at(base.route_s + 10.0) + (self.offset + lateral) * np.array([-np.sin(h), np.cos(h)])
             offset, width = base._lanes.nearest(target, h)
             if width == 0 or abs(offset) > 0.5 * width:
                 continue  # no lane there
@@ -85,33 +85,21 @@ class ExpertDriver:
     def controls(self, env) -> tuple[float, float]:
         base = env.unwrapped
         scene = base.scene
-        self._maybe_change_lane(env, scene)
-        v = scene.vehicles
-        p, h, speed = v.position[0], float(v.heading[0]), float(v.speed[0])
-        s = base.route_s + max(self.cfg.lookahead_min_m, self.cfg.lookahead_time_s * speed)
-        a, b = base.route.point_at(s), base.route.point_at(s + 1.0)
-        t = (b - a) / max(np.linalg.norm(b - a), 1e-9)
-        target = a + self.offset * np.array([-t[1], t[0]])
-        rel = target - p
-        alpha = np.arctan2(-np.sin(h) * rel[0] + np.cos(h) * rel[1], np.cos(h) * rel[0] + np.sin(h) * rel[1])
-        steer = float(np.clip(self.cfg.steer_gain * alpha, -1.0, 1.0))
-        return idm_acceleration(scene, self.cfg), steer
+        self._maybe_change_lane(base, scene)
+        return self.follower.controls(scene, base.route_s, self.offset)
 
     def act(self, env):
-        acc, steer = self.controls(env)
-        if env.unwrapped.config.action == "discrete":
-            return nearest_discrete(acc, steer)
-        return np.array([acc / MAX_ACCELERATION, steer], np.float32)
+        return to_action(env.unwrapped.config.action, *self.controls(env))
 
 
 class NoisyDriver(ExpertDriver):
-    """The expert with epsilon-random actions held for a few steps (a distracted driver)."""
+    """The expert with epsilon-random actions held for a moment (a distracted driver)."""
 
     name = "noisy"
 
-    def __init__(self, epsilon: float = 0.1, hold_steps: int = 4, **kw):
+    def __init__(self, epsilon: float = 0.1, hold_s: float = 0.2, **kw):
         super().__init__(**kw)
-        self.epsilon, self.hold_steps = epsilon, hold_steps
+        self.epsilon, self.hold_s = epsilon, hold_s
         self.random_action, self.hold = None, 0
 
     def reset(self, rng):
@@ -123,7 +111,7 @@ class NoisyDriver(ExpertDriver):
             self.hold -= 1
             return self.random_action
         if self.rng.random() < self.epsilon:
-            self.hold = self.hold_steps - 1
+            self.hold = max(1, int(round(self.hold_s / env.unwrapped.dt))) - 1
             if env.unwrapped.config.action == "discrete":
                 self.random_action = int(self.rng.integers(len(DISCRETE_ACTIONS)))
             else:
@@ -133,14 +121,27 @@ class NoisyDriver(ExpertDriver):
 
 
 class RecklessDriver(ExpertDriver):
-    """Fast, tailgating, late-braking, changing lanes without looking."""
+    """Fast, tailgating, braking late, changing lanes without looking, never yielding."""
 
     name = "reckless"
 
     def __init__(self, **kw):
-        cfg = replace(RouteFollowerConfig(), target_speed=11.0, time_headway_s=0.3, min_gap_m=0.5,
-                      comfortable_deceleration=0.8, max_acceleration=2.0)
+        cfg = RouteFollowerConfig(target_speed=12.0, time_headway_s=0.3, min_gap_m=0.5, follow_traffic=False,
+                                  yield_horizon_s=0.0)
         super().__init__(cfg=cfg, check_gaps=False, change_prob=0.3, **kw)
+        self.reaction_ttc = 1.0
+
+    def reset(self, rng):
+        super().reset(rng)
+        self.reaction_ttc = float(rng.uniform(0.3, 1.0))  # how late this driver brakes
+
+    def controls(self, env) -> tuple[float, float]:
+        acc, steer = super().controls(env)
+        scene = env.unwrapped.scene
+        ttc = safety_signals(scene.vehicles, env.unwrapped._lanes).ttc
+        if ttc < self.reaction_ttc and ttc < TTC_MAX:
+            acc = -3.0
+        return acc, steer
 
 
 BEHAVIOURS = {"expert": ExpertDriver, "noisy": NoisyDriver, "reckless": RecklessDriver}

@@ -62,10 +62,10 @@ LANE_STEP = 2.0  # m between lane centre points
 
 # task -> (PG map block sequence or block count, lanes per direction). 'I' (the first block) is implicit.
 TASK_MAPS: dict[str, tuple[str | int, int]] = {
-    "four-lane": ("SSSS", 4),  # straight road, 4 lanes each way, destination at its far end
+    "four-lane": ("SSS", 4),  # straight road, 4 lanes each way, destination at its far end
     "left-turn": ("SX", 3),  # one straight, then a 4-way intersection; turn left there
     "right-turn": ("SX", 3),  # same map family; turn right
-    "navigation": (3, 3),  # 3 random procedural blocks (curves, intersections, roundabouts, ramps ...): 220-530 m
+    "navigation": (2, 3),  # 2 random procedural blocks (curves, intersections, roundabouts, ramps ...)
 }
 
 
