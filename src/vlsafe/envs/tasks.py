@@ -29,8 +29,8 @@ TASKS: dict[str, str] = {
 # Training maps are seeds [0, 1000); 'unseen' draws from [100000, 101000).
 VARIANTS: dict[str, dict] = {
     "": {},
-    "sparse": {"traffic_density": 0.03},
-    "dense": {"traffic_density": 0.25},
+    "sparse": {"traffic_density": 0.05},
+    "dense": {"traffic_density": 0.3},
     "unseen": {"map_seed_start": 100_000},
 }
 BACKEND_NAMES = {"metadrive": "MetaDrive", "highway": "Highway"}
@@ -51,7 +51,7 @@ class TaskConfig:
     task: Literal["four-lane", "left-turn", "right-turn", "navigation"] = "four-lane"
     backend: Literal["metadrive", "highway"] = "metadrive"
     variant: Literal["", "sparse", "dense", "unseen"] = ""
-    traffic_density: float = 0.1  # expected vehicles per 10 m of lane
+    traffic_density: float = 0.15  # expected vehicles per 10 m of lane
     map_seed_start: int = 0
     num_maps: int = 1000  # episode seed s drives on map map_seed_start + s % num_maps
     max_steps: int = 500
