@@ -35,21 +35,23 @@ def _write_gif(path: Path, frames, fps: int) -> None:
 
 
 def drive(task: str, backend: str, episodes: int, seed: int, out: Path, overrides: list[str],
-          gif_every: int = 2, quiet: bool = False) -> dict:
-    """Drive `episodes` episodes with the scripted route follower; write metrics, GIF and config."""
+          gif_every: int = 2, quiet: bool = False, driver: str = "expert") -> dict:
+    """Drive `episodes` episodes with a scripted behaviour; write metrics, GIF and config."""
     from vlsafe.envs import make
     from vlsafe.evaluation.metrics import aggregate, to_json
     from vlsafe.evaluation.runner import run_episode
-    from vlsafe.experts import RouteFollower
+    from vlsafe.experts.behaviours import BEHAVIOURS, make_driver
     from vlsafe.manifest import write_manifest
 
+    if driver not in BEHAVIOURS:
+        raise ConfigError(f"unknown driver {driver!r}; valid drivers: {', '.join(BEHAVIOURS)}")
     env = make(task, backend=backend, overrides=overrides, render_mode="rgb_array")
     out.mkdir(parents=True, exist_ok=True)
-    driver = RouteFollower()
     runs = []
     try:
         for i in range(episodes):
-            run = run_episode(env, driver.act, seed=seed + i, record_every=gif_every if i == 0 else 0)
+            policy = make_driver(driver, seed + i).act
+            run = run_episode(env, policy, seed=seed + i, record_every=gif_every if i == 0 else 0)
             runs.append(run)
             m = run.metrics
             if not quiet:
@@ -62,7 +64,7 @@ def drive(task: str, backend: str, episodes: int, seed: int, out: Path, override
         env.close()
     row = aggregate(r.metrics for r in runs)
     (out / "episodes.json").write_text(json.dumps([{"seed": r.seed, **to_json(r.metrics)} for r in runs], indent=1))
-    write_manifest(out, stage="drive", config=to_dict(env.config), extra={"driver": "route-follower", "seed": seed,
+    write_manifest(out, stage="drive", config=to_dict(env.config), extra={"driver": driver, "seed": seed,
                                                                         "episodes": episodes, "metrics": row})
     return row
 
@@ -70,7 +72,7 @@ def drive(task: str, backend: str, episodes: int, seed: int, out: Path, override
 def _cmd_drive(args: argparse.Namespace) -> int:
     from vlsafe.evaluation.metrics import format_table
 
-    row = drive(args.task, args.backend, args.episodes, args.seed, Path(args.out), args.set)
+    row = drive(args.task, args.backend, args.episodes, args.seed, Path(args.out), args.set, driver=args.driver)
     table = format_table({f"{args.task}@{args.backend}": row})
     (Path(args.out) / "metrics.md").write_text(table + "\n")
     print(table)
@@ -85,14 +87,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     backends = args.backends.split(",")
     rows = {}
     t0 = time.perf_counter()
-    print(f"vlsafe demo: scripted route follower on {len(TASKS)} tasks x {backends}, writing {out}/", flush=True)
+    print(f"[1/2] drive: the scripted expert on {len(TASKS)} tasks x {backends}, writing {out}/", flush=True)
     for backend in backends:
         for task in TASKS:
             rows[f"{task}@{backend}"] = drive(task, backend, args.episodes, args.seed, out / f"{task}@{backend}", [])
     table = format_table(rows)
     (out / "metrics.md").write_text(table + "\n")
     print(table)
-    print(f"demo done in {time.perf_counter() - t0:.0f}s: GIFs in {out}/<task>@<backend>/episode0.gif")
+
+    from vlsafe.data.card import dataset_card
+    from vlsafe.data.collect import collect, with_preset
+
+    print(f"\n[2/2] collect: a tiny {args.data_task}@{backends[0]} dataset of the behaviour mixture", flush=True)
+    store = collect(with_preset("tiny", task=args.data_task, backend=backends[0], workers=2), out / "dataset")
+    print(dataset_card(store))
+    print(f"demo done in {time.perf_counter() - t0:.0f}s: GIFs in {out}/<task>@<backend>/episode0.gif, "
+          f"dataset in {out}/dataset")
     return 0
 
 
@@ -173,10 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("envs", help="list tasks, variants, backends and gymnasium ids").set_defaults(fn=_cmd_envs)
 
-    d = sub.add_parser("drive", help="drive a task with the scripted route follower; metrics table + GIF")
+    d = sub.add_parser("drive", help="drive a task with a scripted behaviour; metrics table + GIF")
     d.add_argument("--task", default="four-lane", help="task name, optionally NAME:VARIANT (see `vlsafe envs`)")
     d.add_argument("--backend", default="metadrive")
     d.add_argument("--episodes", type=int, default=3)
+    d.add_argument("--driver", default="expert", help="scripted behaviour: expert, noisy or reckless")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default="runs/drive")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -235,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--backends", default="metadrive,highway")
     m.add_argument("--episodes", type=int, default=1)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--data-task", default="four-lane", help="task of the demo dataset")
     m.set_defaults(fn=_cmd_demo)
     return p
 

@@ -1,0 +1,71 @@
+"""One smoke run per CLI entry point, on real simulators and real files."""
+
+import json
+import subprocess
+import sys
+
+import imageio.v2 as imageio
+import pytest
+
+from vlsafe.cli import main
+
+
+def vlsafe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vlsafe.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_envs_lists_tasks_and_ids(capsys):
+    assert main(["envs"]) == 0
+    out = capsys.readouterr().out
+    for text in ("four-lane", "navigation", "vlsafe/LeftTurn-MetaDrive-v0", "vlsafe/RightTurnDense-Highway-v0"):
+        assert text in out
+
+
+def test_drive_writes_metrics_gif_and_manifest(tmp_path, capsys):
+    out = tmp_path / "drive"
+    assert main(["drive", "--task", "four-lane", "--backend", "highway", "--episodes", "1", "--out", str(out),
+                 "--set", "max_steps=30"]) == 0
+    assert "| four-lane@highway |" in (out / "metrics.md").read_text()
+    frames = imageio.mimread(out / "episode0.gif")
+    assert len(frames) >= 10 and frames[0].shape[:2] == (128, 128)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["config"]["max_steps"] == 30 and man["config"]["backend"] == "highway" and man["driver"] == "expert"
+    assert man["metrics"]["episodes"] == 1
+
+
+def test_snapshot_png(tmp_path):
+    out = tmp_path / "bev.png"
+    assert main(["snapshot", "--task", "right-turn", "--backend", "highway", "--steps", "5", "--size", "96",
+                 "--out", str(out)]) == 0
+    img = imageio.imread(out)
+    assert img.shape == (96, 96, 3) and ((img == (255, 0, 0)).all(-1)).sum() > 4
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["drive", "--task", "four-lanes"], "unknown task 'four-lanes' (did you mean 'four-lane'?)"),
+    (["drive", "--set", "observation.bev.sise=2"], "did you mean 'size'"),
+    (["drive", "--driver", "drunk"], "valid drivers: expert, noisy, reckless"),
+    (["collect", "--preset", "huge"], "valid presets: tiny, small, full"),
+    (["collect", "--mixture", "expert:1,angry:1"], "valid: expert, noisy, reckless"),
+])
+def test_bad_input_one_line_error_exit_2(args, fragment):
+    r = vlsafe(*args)
+    assert r.returncode == 2, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], r.stderr
+
+
+def test_data_info_and_verify_on_a_collected_dataset(tmp_path):
+    ds = tmp_path / "ds"
+    r = vlsafe("collect", "--task", "left-turn", "--backend", "highway", "--episodes", "3", "--set", "max_steps=40",
+               "--out", str(ds))
+    assert r.returncode == 0, r.stderr
+    assert "done: 3 episodes" in r.stdout
+    r = vlsafe("data", "info", str(ds))
+    assert r.returncode == 0 and "episodes: 3" in r.stdout and "| all |" in r.stdout
+    r = vlsafe("data", "verify", str(ds))
+    assert r.returncode == 0 and "3 episodes checked, 0 problem(s)" in r.stdout
+    first = sorted((ds / "episodes").glob("ep_*.h5"))[0]
+    first.write_bytes(first.read_bytes()[:-100])
+    r = vlsafe("data", "verify", str(ds))
+    assert r.returncode == 1 and f"{first}: checksum mismatch" in r.stdout
