@@ -178,6 +178,33 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_wm(args: argparse.Namespace) -> int:
+    from vlsafe.worldmodel.train import fit, resolve_config
+
+    cfg = resolve_config(args.preset, [f"steps={args.steps}", *args.set] if args.steps else args.set)
+    out = args.out or f"runs/wm/{Path(args.data).name}__{args.preset}"
+    print(f"train-wm: preset {args.preset}, {cfg.steps} steps, data {args.data} -> {out} on {args.device}", flush=True)
+    fit(args.data, out, cfg, device=args.device)
+    return _cmd_eval_wm(argparse.Namespace(run=out, data=args.data, device=args.device)) if args.eval else 0
+
+
+def _cmd_eval_wm(args: argparse.Namespace) -> int:
+    from vlsafe.data.store import EpisodeStore
+    from vlsafe.worldmodel.evaluate import evaluate_world_model
+    from vlsafe.worldmodel.train import _labels, load_world_model
+
+    model, meta = load_world_model(args.run, args.device)
+    run_cfg = json.loads((Path(args.run) / "config.json").read_text())
+    store = EpisodeStore(args.data or run_cfg["data"])
+    held = run_cfg["held_out_seeds"] if not args.data or args.data == run_cfg["data"] else \
+        [int(e["seed"]) for e in store.entries()]
+    labels = _labels(store, run_cfg["train"]["labels"]) if run_cfg["train"]["labels"] != "none" else None
+    report = evaluate_world_model(model, store, held, labels=labels, out=Path(args.run))
+    print(json.dumps(report, indent=1))
+    print(f"wrote {args.run}/eval.json and {args.run}/imagined.gif")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlsafe", description="VL-SAFE: offline safe RL for driving with VLM guidance.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -241,6 +268,23 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--id", required=True, help="Minari dataset id")
     data.set_defaults(fn=_cmd_data)
 
+    w = sub.add_parser("train-wm", help="train the safety-aware world model offline on a labelled dataset")
+    w.add_argument("data", help="dataset folder (from vlsafe collect, labelled by vlsafe label)")
+    w.add_argument("--preset", default="xs", help="model size: xs (tests, CPU demo), s, m")
+    w.add_argument("--steps", type=int, help="training steps (default: the config's)")
+    w.add_argument("--out", help="run folder (default runs/wm/<data>__<preset>); an existing run is resumed")
+    w.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    w.add_argument("--eval", action="store_true", help="evaluate on the held-out episodes afterwards")
+    w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="TrainWMConfig override, e.g. --set lr=1e-4 --set model.deter=256 --set labels=none")
+    w.set_defaults(fn=_cmd_train_wm)
+
+    we = sub.add_parser("eval-wm", help="held-out metrics, open-loop prediction and a GIF of a trained world model")
+    we.add_argument("run", help="train-wm run folder")
+    we.add_argument("--data", help="dataset (default: the run's; another dataset is evaluated whole)")
+    we.add_argument("--device", default="cpu")
+    we.set_defaults(fn=_cmd_eval_wm)
+
     m = sub.add_parser("demo", help="the whole pipeline on a small default (grows with each stage)")
     m.add_argument("--out", default="runs/demo")
     m.add_argument("--backends", default="metadrive,highway")
@@ -248,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--data-task", default="four-lane", help="task of the demo dataset")
     m.set_defaults(fn=_cmd_demo)
+
+    from vlsafe.vlm.cli import add_commands; add_commands(sub)  # noqa: E702, I001
     return p
 
 
@@ -255,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except ConfigError as err:
+    except (ConfigError, ValueError, FileNotFoundError) as err:  # user mistakes: one line, no traceback
         print(f"vlsafe: error: {err}", file=sys.stderr)
         return 2
 

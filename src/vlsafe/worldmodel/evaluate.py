@@ -1,0 +1,133 @@
+"""How good is a trained world model, on episodes it never trained on.
+
+Reconstruction error, reward/cost prediction error, cost-event AUROC of ĉ, safety-head AUROC
+of p̂ against the VLM label and against ground truth ("a cost within the next k steps"), and
+open-loop prediction over `horizon` imagined steps driven by the recorded actions. Also a GIF
+of real vs imagined frames with ĉ and p̂ written on them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vlsafe.data.store import EpisodeStore
+from vlsafe.worldmodel.rssm import WorldModel
+from vlsafe.worldmodel.train import to_torch
+
+__all__ = ["auroc", "cost_within", "evaluate_world_model"]
+
+
+def auroc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties averaged); NaN when a class is missing."""
+    score, positive = np.asarray(score, np.float64), np.asarray(positive, bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score))
+    sorted_scores = score[order]
+    i = 0
+    while i < len(score):  # average ranks over ties
+        j = i
+        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1
+        i = j + 1
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def cost_within(cost: np.ndarray, k: int) -> np.ndarray:
+    """Per observation t (T+1 of them): does a cost occur in transitions t .. t+k-1?"""
+    c = np.concatenate([np.asarray(cost) > 0, np.zeros(k, bool)])
+    return np.array([c[t:t + k].any() for t in range(len(cost) + 1)])
+
+
+@torch.no_grad()
+def _episode_batch(ep, labels) -> dict[str, np.ndarray]:
+    T = ep.steps
+    pad = lambda a: np.concatenate([np.zeros((1,) + a.shape[1:], a.dtype), a])  # noqa: E731
+    b = {"bev": ep.bev, "action": pad(ep.action), "reward": pad(ep.reward), "cost": pad(ep.cost),
+         "is_terminal": pad(ep.terminated), "is_first": np.eye(1, T + 1, dtype=bool)[0], "valid": np.ones(T + 1, bool)}
+    if labels is not None:
+        b["p_safe"] = labels[ep.seed].astype(np.float32)
+    return {k: v[None] for k, v in b.items()}
+
+
+@torch.no_grad()
+def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int], labels=None, horizon: int = 15,
+                         context: int = 5, k: int = 5, out: Path | None = None, gif_seed: int | None = None) -> dict[str, Any]:
+    model.eval()
+    A = model.config.action_dim
+    rows: dict[str, list] = {n: [] for n in ("recon", "reward_err", "cost_err", "cost_pred", "cost_true", "p_hat",
+                                             "gt_unsafe", "vlm_unsafe")}
+    open_loop = np.zeros(horizon)
+    n_open = 0
+    gif = None
+    for seed in seeds:
+        ep = store.read(seed)
+        batch = to_torch(_episode_batch(ep, labels), A)
+        post, _ = model.observe(batch["bev"], batch["action"], batch["is_first"])
+        feat = model.feat(post)
+        heads = model.heads(feat)
+        recon = model.decoder(feat)
+        target = batch["bev"].float() / 255 - 0.5
+        rows["recon"].append(((recon - target) ** 2).mean((-1, -2, -3))[0, 1:].numpy())
+        rows["reward_err"].append((heads["reward"] - batch["reward"]).abs()[0, 1:].numpy())
+        rows["cost_err"].append((heads["cost"] - batch["cost"]).abs()[0, 1:].numpy())
+        rows["cost_pred"].append(heads["cost"][0, 1:].numpy())
+        rows["cost_true"].append(ep.cost > 0)
+        rows["p_hat"].append(heads["p_safe"][0].numpy())
+        rows["gt_unsafe"].append(cost_within(ep.cost, k))
+        if labels is not None:
+            rows["vlm_unsafe"].append(labels[seed] < 0.5)
+        # open loop: posterior for `context` steps, then the prior under the recorded actions
+        if ep.steps >= context + horizon:
+            start = {key: v[:, context - 1] for key, v in post.items()}
+            acts = iter(batch["action"][0, context:context + horizon])
+            imag = model.imagine(start, lambda f, it=acts: next(it)[None], horizon)
+            pred = model.decoder(imag["feat"][1:, 0])
+            real = batch["bev"][0, context:context + horizon].float() / 255 - 0.5
+            open_loop += ((pred - real) ** 2).mean((-1, -2, -3)).numpy()
+            n_open += 1
+            if gif is None and (gif_seed is None or seed == gif_seed):
+                gif = (ep.bev[context:context + horizon], ((pred.numpy() + 0.5).clip(0, 1) * 255).astype(np.uint8),
+                       imag["cost"][:, 0].numpy(), imag["p_safe"][:, 0].numpy())
+    cat = {k2: np.concatenate(v) if v else np.zeros(0) for k2, v in rows.items()}
+    report = {
+        "episodes": len(seeds), "steps": int(len(cat["recon"])),
+        "recon_mse": float(cat["recon"].mean()), "reward_mae": float(cat["reward_err"].mean()),
+        "cost_mae": float(cat["cost_err"].mean()),
+        "cost_event_auroc": auroc(cat["cost_pred"], cat["cost_true"]),
+        f"safety_auroc_vs_gt_k{k}": auroc(1 - cat["p_hat"], cat["gt_unsafe"]),
+        "open_loop_mse": [float(x) for x in open_loop / max(n_open, 1)], "open_loop_episodes": n_open,
+    }
+    if labels is not None:
+        report["safety_auroc_vs_vlm"] = auroc(1 - cat["p_hat"], cat["vlm_unsafe"])
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval.json").write_text(json.dumps(report, indent=1))
+        if gif is not None:
+            _write_gif(out / "imagined.gif", *gif)
+    return report
+
+
+def _write_gif(path: Path, real: np.ndarray, imagined: np.ndarray, cost: np.ndarray, p_safe: np.ndarray) -> None:
+    import cv2
+    import imageio.v2 as imageio
+
+    frames = []
+    for r, m, c, p in zip(real, imagined, cost, p_safe):
+        up = lambda a: cv2.resize(a, (192, 192), interpolation=cv2.INTER_NEAREST)  # noqa: E731
+        canvas = np.concatenate([up(r), np.full((192, 4, 3), 255, np.uint8), up(m)], 1)
+        canvas = np.concatenate([canvas, np.zeros((24, canvas.shape[1], 3), np.uint8)], 0)
+        cv2.putText(canvas, f"real | imagined  c={c:.2f} p={p:.2f}", (4, 210), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+        frames.append(canvas)
+    imageio.mimsave(path, frames, duration=0.2, loop=0)
+
+

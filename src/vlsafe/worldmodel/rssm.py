@@ -1,0 +1,297 @@
+"""The safety-aware world model of VL-SAFE: a DreamerV3-style RSSM with reward, cost, safety and
+continue heads, over 64x64 BEV frames (PAPER.md, "Safety-aware world model").
+
+One file says the whole model, in the paper's and DreamerV3's names:
+
+- `deter` (h_t): the GRU's deterministic state; `stoch` (z_t): `stoch` categorical variables
+  of `classes` classes each, sampled straight-through with `unimix` uniform mixing;
+- `prior` p(z_t | h_t) and `posterior` q(z_t | h_t, embed(x_t));
+- KL balancing with free bits: dyn = KL(sg(post) || prior), rep = KL(post || sg(prior)),
+  each clipped below at `free_nats`, weighted `kl_dyn` and `kl_rep`;
+- heads on feat = [h, z]: decoder x̂, reward r̂ and cost ĉ (two-hot over symlog bins), safety p̂
+  (Bernoulli, supervised by the VLM's p(safe)), continue (Bernoulli);
+- `observe` (posterior states of a real sequence) and `imagine` (prior rollouts under a policy),
+  which is all the policy learner needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["WorldModelConfig", "PRESETS", "WorldModel", "symlog", "symexp", "TwoHot"]
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """Sizes and loss weights; `preset` names a row of PRESETS (xs for tests/CPU, s and m for runs)."""
+
+    preset: str = "xs"
+    image_size: int = 64
+    action_dim: int = 15  # one-hot discrete actions, or 2 continuous
+    deter: int = 128
+    stoch: int = 16
+    classes: int = 16
+    hidden: int = 128
+    cnn_depth: int = 8
+    mlp_layers: int = 1
+    unimix: float = 0.01
+    free_nats: float = 1.0
+    kl_dyn: float = 0.5
+    kl_rep: float = 0.1
+    bins: int = 255
+    image_scale: float = 1.0
+    reward_scale: float = 1.0
+    cost_scale: float = 1.0
+    cost_event_weight: float = 10.0  # cost loss weight on steps where a cost happens (rare events)
+    safety_scale: float = 1.0
+    cont_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.image_size != 64:
+            raise ValueError(f"image_size: the CNN is built for 64 px frames, got {self.image_size}")
+
+    @property
+    def feat(self) -> int:
+        return self.deter + self.stoch * self.classes
+
+
+PRESETS: dict[str, dict] = {
+    "xs": dict(deter=128, stoch=16, classes=16, hidden=128, cnn_depth=8, mlp_layers=1),
+    "s": dict(deter=512, stoch=32, classes=16, hidden=256, cnn_depth=24, mlp_layers=2),
+    "m": dict(deter=1024, stoch=32, classes=32, hidden=512, cnn_depth=48, mlp_layers=3),
+}
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+class TwoHot(nn.Module):
+    """Categorical over `bins` points evenly spaced in symlog space [-20, 20]; DreamerV3's reward head."""
+
+    def __init__(self, bins: int):
+        super().__init__()
+        self.register_buffer("points", torch.linspace(-20.0, 20.0, bins))
+
+    def mean(self, logits: torch.Tensor) -> torch.Tensor:
+        return symexp((logits.softmax(-1) * self.points).sum(-1))
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against the two-hot encoding of symlog(target); shape of target."""
+        y = symlog(target).clamp(self.points[0], self.points[-1])
+        idx = torch.bucketize(y, self.points).clamp(1, len(self.points) - 1)
+        lo, hi = self.points[idx - 1], self.points[idx]
+        w_hi = ((y - lo) / (hi - lo)).clamp(0, 1)
+        logp = logits.log_softmax(-1)
+        return -((1 - w_hi) * logp.gather(-1, (idx - 1)[..., None])[..., 0] + w_hi * logp.gather(-1, idx[..., None])[..., 0])
+
+
+def mlp(inp: int, hidden: int, out: int, layers: int) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods += [nn.Linear(inp if i == 0 else hidden, hidden, bias=False), nn.LayerNorm(hidden), nn.SiLU()]
+    mods.append(nn.Linear(hidden if layers else inp, out))
+    return nn.Sequential(*mods)
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of an image tensor (B, C, H, W), as DreamerV3's CNNs use."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class Encoder(nn.Module):
+    """64x64x3 -> embed: four stride-2 convolutions (64 -> 4 px), LayerNorm + SiLU."""
+
+    def __init__(self, depth: int):
+        super().__init__()
+        chans = [3, depth, 2 * depth, 4 * depth, 8 * depth]
+        mods: list[nn.Module] = []
+        for a, b in zip(chans[:-1], chans[1:]):
+            mods += [nn.Conv2d(a, b, 4, 2, 1, bias=False), ChannelNorm(b), nn.SiLU()]
+        self.net = nn.Sequential(*mods)
+        self.out = 8 * depth * 4 * 4
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """image (..., 64, 64, 3) uint8 -> (..., out)."""
+        lead = image.shape[:-3]
+        x = image.reshape(-1, *image.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+        return self.net(x).reshape(*lead, self.out)
+
+
+class Decoder(nn.Module):
+    """feat -> 64x64x3 image in [-0.5, 0.5] (mean of a unit Gaussian, i.e. an MSE loss)."""
+
+    def __init__(self, feat: int, depth: int):
+        super().__init__()
+        self.depth = depth
+        self.inp = nn.Linear(feat, 8 * depth * 4 * 4)
+        chans = [8 * depth, 4 * depth, 2 * depth, depth]
+        mods: list[nn.Module] = []
+        for a, b in zip(chans[:-1], chans[1:]):
+            mods += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), ChannelNorm(b), nn.SiLU()]
+        mods.append(nn.ConvTranspose2d(depth, 3, 4, 2, 1))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        lead = feat.shape[:-1]
+        x = self.inp(feat.reshape(-1, feat.shape[-1])).reshape(-1, 8 * self.depth, 4, 4)
+        return self.net(x).permute(0, 2, 3, 1).reshape(*lead, 64, 64, 3)
+
+
+State = dict[str, torch.Tensor]  # deter (B, deter), stoch (B, stoch, classes), logits (B, stoch, classes)
+
+
+class WorldModel(nn.Module):
+    def __init__(self, config: WorldModelConfig):
+        super().__init__()
+        c = self.config = config
+        self.encoder = Encoder(c.cnn_depth)
+        self.img_in = mlp(c.stoch * c.classes + c.action_dim, c.hidden, c.hidden, 1)
+        self.gru = nn.GRUCell(c.hidden, c.deter)
+        self.prior_net = mlp(c.deter, c.hidden, c.stoch * c.classes, 1)
+        self.post_net = mlp(c.deter + self.encoder.out, c.hidden, c.stoch * c.classes, 1)
+        self.decoder = Decoder(c.feat, c.cnn_depth)
+        self.reward_head = mlp(c.feat, c.hidden, c.bins, c.mlp_layers)
+        self.cost_head = mlp(c.feat, c.hidden, c.bins, c.mlp_layers)
+        self.safety_head = mlp(c.feat, c.hidden, 1, c.mlp_layers)
+        self.cont_head = mlp(c.feat, c.hidden, 1, c.mlp_layers)
+        self.twohot = TwoHot(c.bins)
+        for head in (self.reward_head, self.cost_head):  # start predicting 0, as DreamerV3 does
+            nn.init.zeros_(head[-1].weight)
+            nn.init.zeros_(head[-1].bias)
+
+    # -- the state-space model ----------------------------------------------------------------
+    def initial(self, batch: int, device=None) -> State:
+        c = self.config
+        z = torch.zeros(batch, c.stoch, c.classes, device=device)
+        return {"deter": torch.zeros(batch, c.deter, device=device), "stoch": z, "logits": z}
+
+    def _dist(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits (B, stoch*classes) -> unimix log-probabilities (B, stoch, classes)."""
+        c = self.config
+        probs = logits.reshape(*logits.shape[:-1], c.stoch, c.classes).softmax(-1)
+        probs = (1 - c.unimix) * probs + c.unimix / c.classes
+        return probs.log()
+
+    def _sample(self, logp: torch.Tensor) -> torch.Tensor:
+        """One-hot sample (Gumbel-max) with straight-through gradients."""
+        probs = logp.exp()
+        gumbel = -torch.log(-torch.log(torch.rand_like(probs).clamp(1e-20, 1.0)))
+        onehot = F.one_hot((logp.detach() + gumbel).argmax(-1), self.config.classes).to(probs.dtype)
+        return onehot + probs - probs.detach()
+
+    def img_step(self, state: State, action: torch.Tensor) -> State:
+        """Prior step: h_t = GRU(h_{t-1}, [z_{t-1}, a_{t-1}]), z_t ~ p(z | h_t)."""
+        x = self.img_in(torch.cat([state["stoch"].flatten(1), action], -1))
+        deter = self.gru(x, state["deter"])
+        logp = self._dist(self.prior_net(deter))
+        return {"deter": deter, "stoch": self._sample(logp), "logits": logp}
+
+    def obs_step(self, state: State, action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor) -> State:
+        """Posterior step; `is_first` resets the state and the previous action (episode start).
+
+        The prior at this step depends only on `deter`, so `observe` computes all priors of a
+        sequence in one batched call after the loop instead of here.
+        """
+        keep = (~is_first).to(embed.dtype)[:, None]
+        x = self.img_in(torch.cat([state["stoch"].flatten(1) * keep, action * keep], -1))
+        deter = self.gru(x, state["deter"] * keep)
+        logp = self._dist(self.post_net(torch.cat([deter, embed], -1)))
+        return {"deter": deter, "stoch": self._sample(logp), "logits": logp}
+
+    def observe(self, image: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
+                state: State | None = None) -> tuple[State, State]:
+        """Posterior and prior states (B, T, ...) of a real sequence in Dreamer layout."""
+        B, T = image.shape[:2]
+        embed = self.encoder(image)
+        assert action.shape[:2] == (B, T), f"action {tuple(action.shape)} vs image (B, T) = {(B, T)}"
+        state = state or self.initial(B, image.device)
+        posts = []
+        for t in range(T):
+            state = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
+            posts.append(state)
+        post = {k: torch.stack([s[k] for s in posts], 1) for k in posts[0]}
+        c = self.config
+        prior_logp = self._dist(self.prior_net(post["deter"])).reshape(B, T, c.stoch, c.classes)
+        return post, {"deter": post["deter"], "logits": prior_logp}
+
+    def feat(self, state: State) -> torch.Tensor:
+        return torch.cat([state["deter"], state["stoch"].flatten(-2)], -1)
+
+    def imagine(self, start: State, policy: Callable[[torch.Tensor], torch.Tensor], horizon: int) -> dict[str, torch.Tensor]:
+        """Roll the prior forward `horizon` steps from `start` (N, ...) under `policy(feat) -> action`.
+
+        Returns feat (H+1, N, F) with the start first, action (H, N, A) and, per imagined step
+        (H, N), reward, cost, p_safe and cont predicted for the state the action led to.
+        """
+        state = {k: v.detach() for k, v in start.items()}
+        feats, actions = [self.feat(state)], []
+        for _ in range(horizon):
+            action = policy(feats[-1])
+            state = self.img_step(state, action)
+            feats.append(self.feat(state))
+            actions.append(action)
+        feat = torch.stack(feats)
+        heads = self.heads(feat[1:])
+        return {"feat": feat, "action": torch.stack(actions), **heads}
+
+    def heads(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "reward": self.twohot.mean(self.reward_head(feat)),
+            "cost": self.twohot.mean(self.cost_head(feat)),
+            "p_safe": torch.sigmoid(self.safety_head(feat)[..., 0]),
+            "cont": torch.sigmoid(self.cont_head(feat)[..., 0]),
+        }
+
+    # -- the loss -------------------------------------------------------------------------------
+    def kl(self, post: State, prior: State) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dyn, rep) KL per step (B, T), before free bits."""
+        def kl(lp, lq):  # KL(p || q), summed over stoch variables
+            return (lp.exp() * (lp - lq)).sum((-1, -2))
+
+        return kl(post["logits"].detach(), prior["logits"]), kl(post["logits"], prior["logits"].detach())
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
+        """Mean world-model loss over valid steps; batch keys as the SequenceSampler gives them."""
+        c = self.config
+        post, prior = self.observe(batch["bev"], batch["action"], batch["is_first"])
+        feat = self.feat(post)
+        mask = batch["valid"].float()
+        n = mask.sum().clamp(min=1.0)
+        target = batch["bev"].float() / 255.0 - 0.5
+        image = ((self.decoder(feat) - target) ** 2).sum((-1, -2, -3))
+        reward = self.twohot.loss(self.reward_head(feat), batch["reward"])
+        cost_w = 1.0 + (c.cost_event_weight - 1.0) * (batch["cost"] > 0).float()
+        cost = self.twohot.loss(self.cost_head(feat), batch["cost"]) * cost_w
+        cont = F.binary_cross_entropy_with_logits(self.cont_head(feat)[..., 0], 1.0 - batch["is_terminal"].float(),
+                                                  reduction="none")
+        terms = {"image": image, "reward": reward, "cost": cost, "cont": cont}
+        scales = {"image": c.image_scale, "reward": c.reward_scale, "cost": c.cost_scale, "cont": c.cont_scale}
+        if "p_safe" in batch:
+            terms["safety"] = F.binary_cross_entropy_with_logits(self.safety_head(feat)[..., 0], batch["p_safe"].float(),
+                                                                 reduction="none")
+            scales["safety"] = c.safety_scale
+        dyn, rep = self.kl(post, prior)
+        terms["dyn"] = dyn.clamp(min=c.free_nats)
+        terms["rep"] = rep.clamp(min=c.free_nats)
+        scales.update(dyn=c.kl_dyn, rep=c.kl_rep)
+        means = {k: (v * mask).sum() / n for k, v in terms.items()}
+        total = sum(scales[k] * means[k] for k in means)
+        metrics = {f"wm/{k}_loss": v.detach() for k, v in means.items()}
+        metrics["wm/kl"] = ((dyn * mask).sum() / n).detach()
+        return total, metrics, post

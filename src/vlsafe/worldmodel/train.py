@@ -1,0 +1,195 @@
+"""`vlsafe train-wm`: fit the world model offline on a (labelled) dataset.
+
+The loop is the plain one: sample a batch of sequences, compute the world-model loss, AdamW
+with gradient clipping, log, checkpoint. Held-out episodes (every `held_out_every`-th seed) are
+never trained on; `vlsafe.worldmodel.evaluate` scores the model on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vlsafe.config import ConfigError, apply_overrides, from_dict, to_dict
+from vlsafe.data.sampler import SequenceSampler
+from vlsafe.data.store import DatasetError, EpisodeStore
+from vlsafe.worldmodel.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from vlsafe.worldmodel.rssm import PRESETS, WorldModel, WorldModelConfig
+
+__all__ = ["TrainWMConfig", "resolve_config", "fit", "to_torch", "split_seeds", "load_world_model"]
+
+
+@dataclass(frozen=True)
+class TrainWMConfig:
+    model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    steps: int = 2000
+    batch_size: int = 16
+    seq_len: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    grad_clip: float = 100.0
+    log_every: int = 25
+    checkpoint_every: int = 250
+    held_out_every: int = 10  # seeds whose index % held_out_every == 0 are held out
+    labels: str = "auto"  # 'auto' (the dataset's VLM labels, required), 'none' (no safety head loss), or a label key
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+def resolve_config(preset: str = "xs", overrides: list[str] | tuple[str, ...] = ()) -> TrainWMConfig:
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown world-model preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    cfg = TrainWMConfig(model=from_dict(WorldModelConfig, {"preset": preset, **PRESETS[preset]}))
+    return apply_overrides(cfg, overrides)
+
+
+def split_seeds(store: EpisodeStore, every: int) -> tuple[list[int], list[int]]:
+    seeds = sorted(int(e["seed"]) for e in store.entries())
+    held = [s for i, s in enumerate(seeds) if every > 0 and i % every == 0]
+    train = [s for s in seeds if s not in set(held)] or seeds
+    return train, held
+
+
+def to_torch(batch: dict[str, np.ndarray], action_dim: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    out = {k: torch.as_tensor(v, device=device) for k, v in batch.items() if k not in ("episode", "step")}
+    a = out["action"]
+    if a.dim() == 2:  # discrete indices -> one-hot; the zero action before a reset stays all-zero
+        first = out["is_first"]
+        out["action"] = F.one_hot(a.long().clamp(min=0), action_dim).float() * (~first)[..., None].float()
+    else:
+        out["action"] = a.float()
+    for k in ("reward", "cost"):
+        out[k] = out[k].float()
+    return out
+
+
+def _labels(store: EpisodeStore, choice: str) -> dict[int, np.ndarray] | None:
+    if choice == "none":
+        return None
+    try:
+        from vlsafe.vlm.label import load_labels
+    except ImportError:  # the VLM stage is not installed in this checkout
+        load_labels = None
+    try:
+        if load_labels is None:
+            raise DatasetError("no label loader")
+        return load_labels(store, None if choice == "auto" else choice)
+    except (DatasetError, FileNotFoundError) as err:
+        raise DatasetError(f"{store.root}: no usable VLM labels ({err}); run `vlsafe label {store.root}` first, "
+                           f"or train without the safety head: --set labels=none") from None
+
+
+def _identity(store: EpisodeStore, cfg: TrainWMConfig) -> dict[str, Any]:
+    man = store.manifest()
+    shas = "".join(e["sha256"] for e in man.get("episodes", []))
+    import hashlib
+
+    return {"model": to_dict(cfg.model), "data": hashlib.sha256(shas.encode()).hexdigest()[:16],
+            "labels": cfg.labels, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "seed": cfg.seed}
+
+
+def _check_dataset(store: EpisodeStore, model: WorldModelConfig) -> dict[str, Any]:
+    man = store.manifest()
+    if not man.get("complete"):
+        raise DatasetError(f"{store.manifest_path}: the dataset is not complete (collection still running or killed)")
+    if int(man.get("bev_size", 64)) != model.image_size:
+        raise DatasetError(f"{store.root}: frames are {man.get('bev_size')} px, the world model needs {model.image_size} px")
+    return man
+
+
+def load_world_model(run: str | Path, device: str = "cpu") -> tuple[WorldModel, dict[str, Any]]:
+    """A trained world model from a train-wm run folder (weights only, no optimizer)."""
+    run = Path(run)
+    side = run / "checkpoint.json"
+    if not side.exists():
+        raise CheckpointError(f"{run}: no checkpoint.json (is this a train-wm run folder?)")
+    meta = json.loads(side.read_text())
+    model = WorldModel(from_dict(WorldModelConfig, meta["identity"]["model"])).to(device)
+    load_checkpoint(run, model, device=device)
+    return model.eval(), meta
+
+
+def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cpu",
+        log: Callable[[str], None] = print) -> WorldModel:
+    store = EpisodeStore(data)
+    man = _check_dataset(store, cfg.model)
+    out = Path(out)
+    labels = _labels(store, cfg.labels)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    task = man.get("task", {})
+    action_dim = 15 if task.get("action", "discrete") == "discrete" else 2
+    if cfg.model.action_dim != action_dim:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, action_dim=action_dim))
+    ident = _identity(store, cfg)
+    torch.manual_seed(cfg.seed)
+    model = WorldModel(cfg.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    train_seeds, held = split_seeds(store, cfg.held_out_every)
+    sampler = SequenceSampler(store, cfg.seq_len, cfg.batch_size, seed=cfg.seed, seeds=train_seeds, labels=labels)
+    step = 0
+    if (out / "checkpoint.json").exists():
+        old = json.loads((out / "checkpoint.json").read_text())
+        if old.get("identity") != ident:
+            diff = [k for k in ident if old.get("identity", {}).get(k) != ident[k]]
+            raise CheckpointError(f"{out}: holds a run with another config or dataset (differs in {', '.join(diff)}); "
+                                  f"use another --out")
+        meta = load_checkpoint(out, model, opt, device)
+        step = int(meta["step"])
+        sampler.rng.bit_generator.state = meta["sampler_rng"]
+        log(f"resuming {out} from step {step}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({"train": to_dict(cfg), "data": str(store.root),
+                                                 "held_out_seeds": held, "identity": ident}, indent=1))
+    writer = _tensorboard(out)
+    metrics_log = open(out / "metrics.jsonl", "a")
+    amp = device.startswith("cuda")
+    t0, step0 = time.perf_counter(), step
+    model.train()
+    while step < cfg.steps:
+        batch = to_torch(sampler.sample(), cfg.model.action_dim, device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            loss, metrics, _ = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            rate = (step - step0) / (time.perf_counter() - t0)
+            row = {"step": step, "wm/loss": float(loss), "wm/grad_norm": float(grad_norm),
+                   **{k: float(v) for k, v in metrics.items()}, "perf/steps_per_s": rate}
+            metrics_log.write(json.dumps(row) + "\n")
+            metrics_log.flush()
+            if writer:
+                for k, v in row.items():
+                    if k != "step":
+                        writer.add_scalar(k, v, step)
+            log(f"  step {step}/{cfg.steps} loss {row['wm/loss']:.2f} (image {row['wm/image_loss']:.1f}, "
+                f"cost {row['wm/cost_loss']:.3f}, kl {row['wm/kl']:.2f}) {rate:.2f} steps/s, "
+                f"ETA {(cfg.steps - step) / max(rate, 1e-9):.0f}s")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_checkpoint(out, model, opt, {"step": step, "identity": ident,
+                                              "sampler_rng": sampler.rng.bit_generator.state})
+    metrics_log.close()
+    if writer:
+        writer.close()
+    sampler.close()
+    return model.eval()
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tb"))
