@@ -1,4 +1,4 @@
-"""All benchmarks in one command: `make bench` (envs, then data). Each prints ratios to its targets."""
+"""All benchmarks in one command: `make bench` (or `python benchmarks/run.py envs data worldmodel ...`)."""
 
 import sys
 from pathlib import Path
@@ -7,9 +7,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import data  # noqa: E402
 import envs  # noqa: E402
+import worldmodel  # noqa: E402
+
+SUITES = {"envs": envs.main, "data": data.main, "worldmodel": worldmodel.main}
 
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["envs", "data"]
+    which = sys.argv[1:] or list(SUITES)
     for name in which:
+        if name not in SUITES:
+            sys.exit(f"unknown benchmark {name!r}; valid: {', '.join(SUITES)}")
         print(f"== {name} ==", flush=True)
-        {"envs": envs.main, "data": data.main}[name]([])
+        SUITES[name]([])

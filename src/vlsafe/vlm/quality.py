@@ -177,7 +177,8 @@ def plot_strip(p_safe: np.ndarray, cost: np.ndarray, collision: np.ndarray | Non
             a.axis("off")
     ax = fig.add_subplot(rows, 1, rows)
     ax.plot(t, p_safe, color="tab:blue", lw=1.2, label="p(safe)")
-    ax.fill_between(t, 0, 1, where=c > 0, color="tab:red", alpha=0.25, step="mid", label="cost frame")
+    for i, j in enumerate(np.flatnonzero(c > 0)):
+        ax.axvspan(j - 0.5, j + 0.5, color="tab:red", alpha=0.3, label="cost frame" if i == 0 else None)
     if collision is not None:
         hits = np.flatnonzero(np.diff(np.concatenate([[0.0], collision])) > 0) + 1  # frame j = after transition j-1
         for j, h in enumerate(hits):
