@@ -69,3 +69,17 @@ def test_data_info_and_verify_on_a_collected_dataset(tmp_path):
     first.write_bytes(first.read_bytes()[:-100])
     r = vlsafe("data", "verify", str(ds))
     assert r.returncode == 1 and f"{first}: checksum mismatch" in r.stdout
+
+
+def test_train_wm_and_eval_wm(tmp_path):
+    ds, run = tmp_path / "ds", tmp_path / "run"
+    assert vlsafe("collect", "--task", "four-lane", "--backend", "highway", "--episodes", "3", "--set", "max_steps=40",
+                  "--out", str(ds)).returncode == 0
+    r = vlsafe("train-wm", str(ds), "--steps", "2", "--out", str(run), "--eval", "--set", "labels=none",
+               "--set", "batch_size=2", "--set", "seq_len=8", "--set", "log_every=1")
+    assert r.returncode == 0, r.stderr
+    assert "step 2/2" in r.stdout and (run / "checkpoint.safetensors").exists() and (run / "imagined.gif").exists()
+    report = json.loads((run / "eval.json").read_text())
+    assert report["episodes"] == 1 and report["recon_mse"] > 0 and len(report["open_loop_mse"]) == 15
+    r = vlsafe("train-wm", str(ds), "--preset", "s", "--out", str(run), "--set", "labels=none")
+    assert r.returncode == 2 and "another config or dataset" in r.stderr
