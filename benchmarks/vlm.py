@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         rows["drive-clip (64 px)"] = [rate(lambda b: score_frames(dc, frames[:b], "paper-v1", batch_size=b,
                                                                   text_emb=temb), b, args.min_s) for b in BATCHES]
         folder = build_random_clip(Path(tmp) / "vitb32", image_size=224, patch=32, hidden=768, layers=12, heads=12,
-                                   mlp=3072, text_hidden=64, text_layers=1, proj=512)
+                                   mlp=3072, text_hidden=64, text_layers=1, text_heads=2, proj=512)
         clip = ClipScorer(str(folder))
         ctemb = np.random.default_rng(0).standard_normal((2, 512)).astype(np.float32)
         ctemb /= np.linalg.norm(ctemb, axis=1, keepdims=True)

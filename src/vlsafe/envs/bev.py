@@ -64,8 +64,22 @@ class BEVRasterizer:
         self._cache_size = cache_size
         self._grid = config.range_m  # canvas anchors every `range_m` metres
         self._half = 0.5 * self._grid + 0.75 * config.range_m  # canvas half side in metres, > 0.5g + range/sqrt(2)
+        self._geometry: tuple[RoadMap, list] | None = None
 
     # -- static layer -------------------------------------------------------------------------
+    def _prepared(self, road: RoadMap) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str, str]]:
+        """Per lane: left edge, right edge, bounding box (lo, hi), paints; computed once per map."""
+        hit = self._geometry
+        if hit is not None and hit[0] is road:
+            return hit[1]
+        lanes = []
+        for lane in road.lanes:
+            left, right = lane.edge(+1), lane.edge(-1)
+            both = np.concatenate([left, right])
+            lanes.append((left, right, np.stack([both.min(0), both.max(0)]), lane.left_line, lane.right_line))
+        self._geometry = (road, lanes)
+        return lanes
+
     def _canvas(self, road: RoadMap, route: Route, anchor: tuple[int, int]) -> tuple[np.ndarray, float, float]:
         key = (id(road), id(route), anchor)
         ax, ay = anchor[0] * self._grid, anchor[1] * self._grid
@@ -81,24 +95,21 @@ class BEVRasterizer:
 
         def to_px(xy: np.ndarray) -> np.ndarray:
             px = np.empty_like(xy)
-            px[:, 0] = (xy[:, 0] - x0) * ppm
-            px[:, 1] = (y1 - xy[:, 1]) * ppm
+            px[..., 0] = (xy[..., 0] - x0) * ppm
+            px[..., 1] = (y1 - xy[..., 1]) * ppm
             return np.round(px * _ONE).astype(np.int32)
 
-        reach = self._half * 1.5
-        near = [lane for lane in road.lanes
-                if np.abs(lane.centre - (ax, ay)).max(axis=1).min() < reach + lane.width]
-        for lane in near:
-            left, right = to_px(lane.edge(+1)), to_px(lane.edge(-1))
-            for i in range(len(left) - 1):
-                quad = np.stack([left[i], left[i + 1], right[i + 1], right[i]])
+        lo, hi = np.array([x0, y1 - 2 * self._half]), np.array([x0 + 2 * self._half, y1])
+        near = [g for g in self._prepared(road) if (g[2][0] <= hi).all() and (g[2][1] >= lo).all()]
+        for left, right, _, _, _ in near:  # road surface: one convex quad per centre-line segment
+            quads = to_px(np.stack([left[:-1], left[1:], right[1:], right[:-1]], axis=1))
+            for quad in quads:
                 cv2.fillConvexPoly(canvas, quad, COLORS["road"], cv2.LINE_8, _SHIFT)
         thick = max(1, int(round(0.15 * ppm)))
-        for lane in near:
-            for side_sign, paint in ((+1, lane.left_line), (-1, lane.right_line)):
+        for left, right, _, left_paint, right_paint in near:
+            for edge, paint in ((left, left_paint), (right, right_paint)):
                 if paint in ("solid", "broken"):
-                    cv2.polylines(canvas, [to_px(lane.edge(side_sign))], False, COLORS[f"line_{paint}"],
-                                  thick, cv2.LINE_8, _SHIFT)
+                    cv2.polylines(canvas, [to_px(edge)], False, COLORS[f"line_{paint}"], thick, cv2.LINE_8, _SHIFT)
         cv2.polylines(canvas, [to_px(route.points)], False, COLORS["route"],
                       max(1, int(round(self.config.route_width_m * ppm))), cv2.LINE_8, _SHIFT)
         self._cache[key] = (road, route, canvas)

@@ -93,7 +93,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {}
+    report, per_task = {}, {}
     try:
         scorer = _scorer(args)
         ps = get_prompt_set(args.prompts)
@@ -110,6 +110,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             name = f"{task}@{ls.provenance['dataset'].get('backend')}:{Path(path).name}"
             report[name] = {"key": ls.key, "quality": {m: {str(k): v for k, v in r.items()} for m, r in q.items()}}
             print(format_quality(q, f"{name} ({scorer.model_id}, {ps.name}, {prob.method})"), flush=True)
+            pooled = per_task.setdefault(f"{task}@{ls.provenance['dataset'].get('backend')}", ([], [], [], []))
+            pooled[0].extend(p_safe[s] for s in seeds)
+            pooled[1].extend(costs)
+            pooled[2].extend(eps[s].signals for s in seeds)
+            pooled[3].append(name)
             stem = Path(path).name
             plot_reliability([p_safe[s] for s in seeds], costs, out / f"{stem}_reliability.png", k=5,
                              title=f"{name}: reliability, k=5")
@@ -118,6 +123,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             ep = eps[pick]
             plot_strip(p_safe[pick], ep.cost, ep.signals.get("collision"), out / f"{stem}_strip.png", frames=ep.bev,
                        title=f"{name} episode {pick} ({ep.behaviour}): p(safe) per frame")
+        for task, (p, c, sig, names) in per_task.items():
+            if len(names) > 1:
+                q = label_quality(p, c, signals=sig)
+                report[f"{task} (pooled)"] = {"datasets": names,
+                                              "quality": {m: {str(k): v for k, v in r.items()} for m, r in q.items()}}
+                print(format_quality(q, f"{task} pooled over {len(names)} datasets"), flush=True)
     except (ConfigError, DatasetError, ValueError) as err:
         return _fail(err)
     (out / "quality.json").write_text(json.dumps({"model": scorer.describe(), "prompts": ps.to_json(),

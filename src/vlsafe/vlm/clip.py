@@ -134,7 +134,7 @@ ASSETS = Path(__file__).parent / "assets"
 
 def build_random_clip(folder: str | Path, image_size: int = 32, patch: int = 8, hidden: int = 32, layers: int = 2,
                       heads: int = 2, mlp: int = 64, text_hidden: int = 32, text_layers: int = 2, proj: int = 16,
-                      seed: int = 0) -> Path:
+                      text_heads: int | None = None, seed: int = 0) -> Path:
     """Write a randomly initialised CLIPModel + CLIPProcessor folder (for tests and the benchmark).
 
     The tokenizer is the tiny BPE vocabulary shipped in assets/ (built by assets/build_tiny_vocab.py).
@@ -154,7 +154,7 @@ def build_random_clip(folder: str | Path, image_size: int = 32, patch: int = 8, 
     vocab = len(tokenizer)
     config = CLIPConfig(
         text_config=dict(vocab_size=vocab, hidden_size=text_hidden, intermediate_size=2 * text_hidden,
-                         num_hidden_layers=text_layers, num_attention_heads=heads, max_position_embeddings=77,
+                         num_hidden_layers=text_layers, num_attention_heads=text_heads or heads, max_position_embeddings=77,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id),
         vision_config=dict(hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers, num_attention_heads=heads,

@@ -10,7 +10,9 @@ the space transfers. Honest scope: this is a domain VLM distilled from simulator
 
 Loss: for each frame, a softmax over one sampled phrasing per concept (image -> text), with the
 target spread uniformly over the frame's concepts, plus the text -> image direction over the
-batch's frames (`contrastive_loss`). Unsafe frames are over-sampled to `unsafe_fraction`.
+batch's frames (`contrastive_loss`). Unsafe frames are over-sampled to `unsafe_fraction` of each
+batch, of which `cost_fraction` are frames shortly before a real cost (collisions and road exits are
+rare: a few dozen per 10k frames).
 
 Files: `model.safetensors` (image tower + logit scale) and `manifest.json` (config, the text
 tower's identity, training data checksums, held-out quality, calibration); never pickle.
@@ -51,6 +53,7 @@ class DriveClipConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     unsafe_fraction: float = 0.4
+    cost_fraction: float = 0.15  # of the batch: frames with a real cost within `captions.quiet_steps` (rare)
     phrasings: int = 48  # per concept (0 = all)
     val_fraction: float = 0.2  # held-out episodes for quality and calibration
     calibrate_k: int = 5
@@ -180,6 +183,13 @@ def _load_frames(stores: list[EpisodeStore], cfg: DriveClipConfig, log: Callable
     return parts
 
 
+def _cost_ahead(cost: np.ndarray, steps: int) -> np.ndarray:
+    """(T+1,) bool per frame: a cost at this frame or within the next `steps` frames."""
+    from vlsafe.vlm.quality import future_cost
+
+    return future_cost(cost, steps + 1)
+
+
 # -- training ---------------------------------------------------------------------------------------
 def train(stores: list[EpisodeStore], out: str | Path, cfg: DriveClipConfig = DriveClipConfig(),
           log: Callable[[str], None] = print) -> Path:
@@ -199,6 +209,7 @@ def train(stores: list[EpisodeStore], out: str | Path, cfg: DriveClipConfig = Dr
     names = list(cap.CONCEPTS)
     unsafe_idx = np.flatnonzero(concepts[:, names.index("unsafe")])
     safe_idx = np.flatnonzero(~concepts[:, names.index("unsafe")])
+    cost_idx = np.flatnonzero(np.concatenate([_cost_ahead(p[4], cfg.captions.quiet_steps) for p in parts["train"]]))
 
     captions = cap.all_captions(cfg.phrasings)
     cap.assert_no_paper_prompts(captions)
@@ -211,11 +222,13 @@ def train(stores: list[EpisodeStore], out: str | Path, cfg: DriveClipConfig = Dr
     model = DriveClip(cfg.image_size, cfg.width)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    n_unsafe = int(round(cfg.unsafe_fraction * cfg.batch_size)) if len(unsafe_idx) else 0
+    n_cost = int(round(cfg.cost_fraction * cfg.batch_size)) if len(cost_idx) else 0
+    n_unsafe = int(round(cfg.unsafe_fraction * cfg.batch_size)) - n_cost if len(unsafe_idx) else 0
     t0, last, losses = time.perf_counter(), 0.0, []
     for step in range(cfg.steps):
-        idx = np.concatenate([rng.choice(unsafe_idx, n_unsafe) if n_unsafe else np.zeros(0, int),
-                              rng.choice(safe_idx, cfg.batch_size - n_unsafe)])
+        idx = np.concatenate([rng.choice(cost_idx, n_cost) if n_cost else np.zeros(0, int),
+                              rng.choice(unsafe_idx, n_unsafe) if n_unsafe > 0 else np.zeros(0, int),
+                              rng.choice(safe_idx, cfg.batch_size - n_cost - max(n_unsafe, 0))])
         x = torch.from_numpy(frames[idx])
         if cfg.flip:
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
