@@ -48,7 +48,7 @@ TEXT_DIM = 384  # all-MiniLM-L6-v2
 class DriveClipConfig:
     image_size: int = 64
     width: int = 32  # channels of the first conv; doubled at each of the 4 stride-2 stages (capped at 8x)
-    steps: int = 600
+    steps: int = 1500
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4

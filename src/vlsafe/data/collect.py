@@ -1,0 +1,229 @@
+"""`vlsafe collect`: record episodes of a behaviour mixture into an EpisodeStore, in parallel.
+
+Episode seeds are `seed_start, seed_start + 1, ...`; each seed fixes the map, the traffic and the
+behaviour, so the dataset is a pure function of the config. Workers are processes (one
+simulator each: MetaDrive allows one engine per process). Every finished episode is a file
+under its final name, so a killed run is resumed by running the same command again: finished
+seeds are kept, and collection continues with the missing ones. With a step budget the dataset
+is the shortest prefix of seeds whose steps reach the budget, so a resumed run and an
+uninterrupted one hold exactly the same episodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from vlsafe.config import ConfigError, to_dict
+from vlsafe.data.episode import EpisodeRecorder
+from vlsafe.data.store import DatasetError, EpisodeStore
+from vlsafe.experts.behaviours import make_driver, parse_mixture, pick_behaviour
+
+__all__ = ["CollectConfig", "PRESETS", "collect"]
+
+# Dataset sizes per task. `tiny` is for tests and the demo.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"steps": 1_500, "max_steps": 300},
+    "small": {"steps": 50_000},
+    "full": {"steps": 500_000},
+}
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    task: str = "four-lane"  # NAME or NAME:VARIANT
+    backend: str = "metadrive"
+    steps: int = 0  # collect until this many steps (0: use `episodes`)
+    episodes: int = 0
+    mixture: str = "expert:0.6,noisy:0.3,reckless:0.1"
+    seed_start: int = 0
+    workers: int = 1
+    bev_size: int = 64
+    max_steps: int = 500
+    task_overrides: tuple[str, ...] = field(default_factory=tuple)
+
+    def validate(self) -> None:
+        if (self.steps > 0) == (self.episodes > 0):
+            raise ConfigError(f"collect: give exactly one of steps or episodes (> 0), got steps={self.steps}, "
+                              f"episodes={self.episodes}")
+        if self.workers < 1:
+            raise ConfigError(f"collect: workers must be >= 1, got {self.workers}")
+        parse_mixture(self.mixture)
+
+    def task_config(self):
+        from vlsafe.envs.tasks import task_config
+
+        return task_config(self.task, self.backend, overrides=[
+            "observation.kind=both", f"observation.bev.size={self.bev_size}", f"max_steps={self.max_steps}",
+            *self.task_overrides])
+
+
+# -- worker side ---------------------------------------------------------------------------------
+_ENV = None
+_STORE: EpisodeStore | None = None
+_MIXTURE: dict[str, float] = {}
+
+
+def _init_worker(task_cfg_json: str, root: str, mixture: str) -> None:
+    global _ENV, _STORE, _MIXTURE
+    from vlsafe.config import from_dict
+    from vlsafe.envs.driving_env import DrivingEnv
+    from vlsafe.envs.tasks import TaskConfig
+
+    _ENV = DrivingEnv(from_dict(TaskConfig, json.loads(task_cfg_json)))
+    _STORE = EpisodeStore(root)
+    _MIXTURE = parse_mixture(mixture)
+
+
+def _collect_one(seed: int) -> dict[str, Any]:
+    assert _ENV is not None and _STORE is not None, "worker not initialised"
+    behaviour = pick_behaviour(_MIXTURE, seed)
+    driver = make_driver(behaviour, seed)
+    rec = EpisodeRecorder(seed, behaviour, _ENV.dt)
+    obs, info = _ENV.reset(seed=seed)
+    rec.start(obs, info)
+    while True:
+        action = driver.act(_ENV)
+        obs, reward, terminated, truncated, info = _ENV.step(action)
+        rec.add(action, obs, reward, terminated, truncated, info)
+        if terminated or truncated:
+            break
+    return _STORE.write(rec.finish())
+
+
+# -- driver side ---------------------------------------------------------------------------------
+def _identity(cfg: CollectConfig, task_cfg) -> dict[str, Any]:
+    """What must match for a resumed run to continue an existing dataset."""
+    ident = to_dict(cfg)
+    ident.pop("workers")
+    return {"collect": ident, "task": to_dict(task_cfg)}
+
+
+def _load_progress(store: EpisodeStore) -> dict[int, dict[str, Any]]:
+    done: dict[int, dict[str, Any]] = {}
+    log = store.root / "progress.jsonl"
+    if log.exists():
+        for line in log.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            done[int(entry["seed"])] = entry
+    on_disk = set(store.seeds_on_disk())
+    done = {s: e for s, e in done.items() if s in on_disk and store.path(s).stat().st_size == e["bytes"]}
+    for seed in sorted(on_disk - set(done)):  # renamed into place, but killed before logging
+        done[seed] = EpisodeStore.entry(store.read(seed), store.path(seed))
+    return done
+
+
+def _prefix_complete(cfg: CollectConfig, done: dict[int, dict[str, Any]]) -> int | None:
+    """Number of seeds that form the finished dataset, or None if not finished yet."""
+    if cfg.episodes:
+        return cfg.episodes if all(cfg.seed_start + i in done for i in range(cfg.episodes)) else None
+    total, n = 0, 0
+    while cfg.seed_start + n in done:
+        total += done[cfg.seed_start + n]["steps"]
+        n += 1
+        if total >= cfg.steps:
+            return n
+    return None
+
+
+def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = print) -> EpisodeStore:
+    cfg.validate()
+    task_cfg = cfg.task_config()
+    store = EpisodeStore(out)
+    ident = _identity(cfg, task_cfg)
+    if store.manifest_path.exists():
+        old = store.manifest()
+        if old.get("identity") != ident:
+            raise DatasetError(f"{store.root}: holds a dataset collected with a different config "
+                               f"(task/mixture/seeds/size); use another --out or delete it")
+    store.clean_partial()
+    store.write_manifest({"stage": "collect", "identity": ident, "complete": False})
+    done = _load_progress(store)
+    if done:
+        log(f"resuming: {len(done)} finished episodes found in {store.root}")
+    target_text = f"{cfg.episodes} episodes" if cfg.episodes else f"{cfg.steps} steps"
+    log(f"collect {cfg.task}@{cfg.backend} -> {store.root}: {target_text}, mixture {cfg.mixture}, "
+        f"{cfg.workers} worker(s)")
+
+    t0, steps0, len0, last = time.perf_counter(), sum(e["steps"] for e in done.values()), len(done), 0.0
+    progress = open(store.root / "progress.jsonl", "a")
+    ctx = mp.get_context("spawn")
+    next_seed = cfg.seed_start
+    with ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(json.dumps(to_dict(task_cfg)), str(store.root), cfg.mixture)) as pool:
+        pending: dict[Any, int] = {}
+        while _prefix_complete(cfg, done) is None:
+            while len(pending) < 2 * cfg.workers:
+                while next_seed in done or next_seed in pending.values():
+                    next_seed += 1
+                if cfg.episodes and next_seed >= cfg.seed_start + cfg.episodes:
+                    break
+                pending[pool.submit(_collect_one, next_seed)] = next_seed
+                next_seed += 1
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                pending.pop(fut)
+                entry = fut.result()
+                done[int(entry["seed"])] = entry
+                progress.write(json.dumps(entry) + "\n")
+                progress.flush()
+            now = time.perf_counter()
+            if now - last > 2.0:
+                last = now
+                steps = sum(e["steps"] for e in done.values())
+                rate = (steps - steps0) / max(now - t0, 1e-9)
+                if cfg.steps:
+                    eta = max(cfg.steps - steps, 0) / max(rate, 1e-9)
+                    frac = f"{steps}/{cfg.steps} steps"
+                else:
+                    n_done = sum(cfg.seed_start + i in done for i in range(cfg.episodes))
+                    eta = (cfg.episodes - n_done) * (now - t0) / max(len(done) - len0, 1)
+                    frac = f"{n_done}/{cfg.episodes} episodes, {steps} steps"
+                log(f"  {frac}, {rate:.0f} steps/s, ETA {eta:.0f}s")
+        for fut in pending:
+            fut.cancel()
+    progress.close()
+
+    n = _prefix_complete(cfg, done)
+    keep = [cfg.seed_start + i for i in range(n)]
+    for seed in set(done) - set(keep):  # finished beyond the budget: not part of this dataset
+        store.path(seed).unlink(missing_ok=True)
+    entries = [done[s] for s in keep]
+    store.write_manifest({
+        "stage": "collect", "identity": ident, "complete": True, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "code_version": _code_version(), "task": ident["task"], "mixture": parse_mixture(cfg.mixture),
+        "seeds": [keep[0], keep[-1]], "bev_size": cfg.bev_size, "dt": _dt(store, keep[0]),
+        "totals": {"episodes": len(entries), "steps": sum(e["steps"] for e in entries),
+                   "bytes": sum(e["bytes"] for e in entries)},
+        "episodes": entries,
+    })
+    (store.root / "progress.jsonl").unlink(missing_ok=True)
+    total = sum(e["steps"] for e in entries)
+    log(f"done: {len(entries)} episodes, {total} steps in {time.perf_counter() - t0:.0f}s")
+    return store
+
+
+def _dt(store: EpisodeStore, seed: int) -> float:
+    with store.open(seed) as f:
+        return float(f.attrs["dt"])
+
+
+def _code_version() -> str:
+    from vlsafe.manifest import code_version
+
+    return code_version()
+
+
+def with_preset(name: str, **fields) -> CollectConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown dataset preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return dataclasses.replace(CollectConfig(), **{**PRESETS[name], **fields})
