@@ -175,6 +175,17 @@ def test_drive_clip_ranks_two_overlapping_cars_below_an_empty_road(model):
     assert "heldout" in man and not list(model.glob("*.pt")) and not list(model.glob("*.pkl"))
 
 
+def test_packaged_default_drive_clip_loads_offline_and_ranks_the_same_way():
+    from vlsafe.vlm.drive_clip import DEFAULT_MODEL
+
+    scorer = load_scorer("drive-clip", None, threads=1)
+    assert scorer.folder == DEFAULT_MODEL and scorer.model_id.startswith("drive-clip:")
+    crash = frame([(50.0, -5.25, 0.0, 8.0, 0.0), (52.0, -5.25, 0.0, 0.0, 0.0)], scorer.image_size)
+    empty = frame([(50.0, -5.25, 0.0, 8.0, 0.0)], scorer.image_size)
+    p = score_frames(scorer, np.stack([crash, empty]), "paper-v1").p_safe
+    assert p[0] < p[1] - 0.1, p
+
+
 # -- labelling -------------------------------------------------------------------------------------------
 def test_label_is_cached_aligned_and_loadable(model, hw):
     scorer = load_scorer("drive-clip", str(model), threads=1)

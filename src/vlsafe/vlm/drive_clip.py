@@ -319,7 +319,8 @@ class DriveClipScorer:
             torch.set_num_threads(threads)
         self.config = from_dict(DriveClipConfig, self.manifest["config"])
         self.model = DriveClip(self.config.image_size, self.config.width)
-        self.model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        weights = load_file(str(folder / "model.safetensors"))
+        self.model.load_state_dict({k: v.float() for k, v in weights.items()})  # the packaged default is float16
         self.model.eval()
         self.folder = folder
         self.image_size = self.config.image_size
@@ -351,7 +352,10 @@ class DriveClipScorer:
         return np.concatenate(out).astype(np.float32)
 
 
+DEFAULT_MODEL = Path(__file__).parent / "assets" / "drive-clip-v1"
+"""The embedded default: trained on MetaDrive data of the four tasks (its manifest says how), float16."""
+
+
 def load_scorer(model: str | None, threads: int | None = None, **options) -> DriveClipScorer:
-    if model is None:
-        raise ConfigError("drive-clip needs --model FOLDER (a trained model; `vlsafe vlm train` makes one)")
-    return DriveClipScorer(model, threads=threads, **options)
+    """A trained drive-clip folder, or the packaged default when `model` is None."""
+    return DriveClipScorer(DEFAULT_MODEL if model is None else model, threads=threads, **options)
