@@ -82,8 +82,9 @@ def import_minari(dataset_id: str, root: str | Path, out: str | Path, dt: float 
         for ep in ds.iterate_episodes():
             obs = ep.observations
             if not isinstance(obs, dict) or "bev" not in obs or "cost" not in ep.infos:
+                got = list(obs) if isinstance(obs, dict) else type(obs).__name__
                 raise DatasetError(f"{dataset_id}: expected observations {{bev, vector}} and infos['cost'] "
-                                   f"(a vlsafe export), got observation keys {list(obs) if isinstance(obs, dict) else type(obs).__name__}")
+                                   f"(a vlsafe export), got observation keys {got}")
             signals = {k: np.asarray(ep.infos[k][1:], np.float32) for k in SIGNALS if k in ep.infos}
             episode = Episode(seed=int(ep.id), map_seed=-1, behaviour="imported", dt=dt,
                               bev=np.asarray(obs["bev"], np.uint8), vector=np.asarray(obs["vector"], np.float32),

@@ -166,7 +166,7 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             rate = (step - step0) / (time.perf_counter() - t0)
-            row = {"step": step, "wm/loss": float(loss), "wm/grad_norm": float(grad_norm),
+            row = {"step": step, "wm/loss": loss.item(), "wm/grad_norm": grad_norm.item(),
                    **{k: float(v) for k, v in metrics.items()}, "perf/steps_per_s": rate}
             metrics_log.write(json.dumps(row) + "\n")
             metrics_log.flush()
