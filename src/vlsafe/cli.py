@@ -87,7 +87,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     backends = args.backends.split(",")
     rows = {}
     t0 = time.perf_counter()
-    print(f"[1/2] drive: the scripted expert on {len(TASKS)} tasks x {backends}, writing {out}/", flush=True)
+    print(f"[1/4] drive: the scripted expert on {len(TASKS)} tasks x {backends}, writing {out}/", flush=True)
     for backend in backends:
         for task in TASKS:
             rows[f"{task}@{backend}"] = drive(task, backend, args.episodes, args.seed, out / f"{task}@{backend}", [])
@@ -98,11 +98,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from vlsafe.data.card import dataset_card
     from vlsafe.data.collect import collect, with_preset
 
-    print(f"\n[2/2] collect: a tiny {args.data_task}@{backends[0]} dataset of the behaviour mixture", flush=True)
+    print(f"\n[2/4] collect: a tiny {args.data_task}@{backends[0]} dataset of the behaviour mixture", flush=True)
     store = collect(with_preset("tiny", task=args.data_task, backend=backends[0], workers=2), out / "dataset")
+
+    print("\n[3/4] label: p(safe) of every frame by the embedded drive-clip VLM (paper prompts T1/T2)", flush=True)
+    if main(["label", str(store.root), "--threads", "2"]) != 0:
+        return 2
     print(dataset_card(store))
-    print(f"demo done in {time.perf_counter() - t0:.0f}s: GIFs in {out}/<task>@<backend>/episode0.gif, "
-          f"dataset in {out}/dataset")
+
+    print(f"\n[4/4] train-wm: the xs world model for {args.wm_steps} steps, then held-out evaluation", flush=True)
+    run = out / "wm"
+    _cmd_train_wm(argparse.Namespace(data=str(store.root), preset="xs", steps=args.wm_steps, out=str(run), device="cpu",
+                                     eval=True, set=["batch_size=8", "seq_len=32", "log_every=20"]))
+    print(f"demo done in {time.perf_counter() - t0:.0f}s: GIFs in {out}/<task>@<backend>/episode0.gif, dataset and "
+          f"labels in {out}/dataset, world model and imagined.gif in {run}")
     return 0
 
 
@@ -291,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--episodes", type=int, default=1)
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--data-task", default="four-lane", help="task of the demo dataset")
+    m.add_argument("--wm-steps", type=int, default=100, help="world-model training steps")
     m.set_defaults(fn=_cmd_demo)
 
     from vlsafe.vlm.cli import add_commands; add_commands(sub)  # noqa: E702, I001

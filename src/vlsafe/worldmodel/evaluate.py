@@ -110,7 +110,8 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
         report["safety_auroc_vs_vlm"] = auroc(1 - cat["p_hat"], cat["vlm_unsafe"])
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "eval.json").write_text(json.dumps(report, indent=1))
+        clean = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in report.items()}
+        (out / "eval.json").write_text(json.dumps(clean, indent=1))  # NaN (a class absent) -> null
         if gif is not None:
             _write_gif(out / "imagined.gif", *gif)
     return report
