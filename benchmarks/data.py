@@ -6,6 +6,7 @@ stored frame against raw uint8 (target <= 25%). All measured in the same run.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -17,14 +18,23 @@ from vlsafe.data.sampler import SequenceSampler
 SPEEDUP_TARGET, BATCHES_TARGET, BYTES_TARGET = 1.7, 20.0, 0.25
 
 
-def collect_rate(root: Path, workers: int, steps: int, task: str, backend: str) -> tuple[float, Path]:
+def collect_rate(root: Path, workers: int, steps: int, task: str, backend: str) -> tuple[float, float, Path]:
+    """(wall-clock steps/s including process start-up, steady-state steps/s from the progress lines, folder)."""
     out = root / f"w{workers}"
     cfg = CollectConfig(task=task, backend=backend, steps=steps, workers=workers, max_steps=200)
+    marks: list[tuple[float, int]] = []
+
+    def log(line: str) -> None:
+        m = re.match(r"\s+(\d+)/\d+ steps", line)
+        if m:
+            marks.append((time.perf_counter(), int(m.group(1))))
+
     t = time.perf_counter()
-    store = collect(cfg, out, log=lambda *_: None)
+    store = collect(cfg, out, log=log)
     wall = time.perf_counter() - t
     total = store.manifest()["totals"]["steps"]
-    return total / wall, out
+    steady = (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0]) if len(marks) > 1 else float("nan")
+    return total / wall, steady, out
 
 
 def main(argv=None) -> int:
@@ -36,10 +46,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        r1, _ = collect_rate(root, 1, args.steps, args.task, args.backend)
-        r2, out = collect_rate(root, 2, args.steps, args.task, args.backend)
+        r1, s1, _ = collect_rate(root, 1, args.steps, args.task, args.backend)
+        r2, s2, out = collect_rate(root, 2, args.steps, args.task, args.backend)
         print(f"collect {args.task}@{args.backend}: 1 worker {r1:.1f} steps/s, 2 workers {r2:.1f} steps/s "
               f"(wall clock incl. start-up): speed-up {r2 / r1:.2f} (target >= {SPEEDUP_TARGET})")
+        print(f"collect {args.task}@{args.backend}: steady state (between progress lines) 1 worker {s1:.1f}, "
+              f"2 workers {s2:.1f} steps/s: speed-up {s2 / s1:.2f} (target >= {SPEEDUP_TARGET})")
         from vlsafe.data.store import EpisodeStore
 
         store = EpisodeStore(out)

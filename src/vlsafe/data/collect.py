@@ -14,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing as mp
+import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -72,6 +74,9 @@ _MIXTURE: dict[str, float] = {}
 
 def _init_worker(task_cfg_json: str, root: str, mixture: str) -> None:
     global _ENV, _STORE, _MIXTURE
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core: library thread pools would only fight over the cores
     from vlsafe.config import from_dict
     from vlsafe.envs.driving_env import DrivingEnv
     from vlsafe.envs.tasks import TaskConfig
@@ -135,6 +140,24 @@ def _prefix_complete(cfg: CollectConfig, done: dict[int, dict[str, Any]]) -> int
     return None
 
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLOSC_NTHREADS")
+
+
+@contextmanager
+def _single_threaded_children():
+    """Workers inherit the environment at spawn: give them single-threaded BLAS/OpenMP/Blosc."""
+    old = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update({k: "1" for k in _THREAD_VARS})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = print) -> EpisodeStore:
     cfg.validate()
     task_cfg = cfg.task_config()
@@ -158,8 +181,9 @@ def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = pr
     progress = open(store.root / "progress.jsonl", "a")
     ctx = mp.get_context("spawn")
     next_seed = cfg.seed_start
-    with ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(json.dumps(to_dict(task_cfg)), str(store.root), cfg.mixture)) as pool:
+    with _single_threaded_children(), ProcessPoolExecutor(
+            cfg.workers, mp_context=ctx, initializer=_init_worker,
+            initargs=(json.dumps(to_dict(task_cfg)), str(store.root), cfg.mixture)) as pool:
         pending: dict[Any, int] = {}
         while _prefix_complete(cfg, done) is None:
             while len(pending) < 2 * cfg.workers:
