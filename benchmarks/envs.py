@@ -2,7 +2,8 @@
 
 Prints, per task and backend, steps/s of (a) the backend alone (simulator step + state
 read-out, no observation: the reference), (b) the env with vector observations, (c) the env
-with 64 px BEV observations, and the ratio (a)/(c) against the target <= 1.5. Then BEV frames/s
+with 64 px BEV observations, and the ratio (a)/(c) against the target <= 1.5. All three replay
+the same recorded expert actions from the same seeds, so they simulate the same episodes. Then BEV frames/s
 of the rasterizer alone on one core, replaying a recorded drive, against the target >= 2000 at
 64 px. All numbers are measured in the same run on this machine.
 """
@@ -26,53 +27,79 @@ RASTER_TARGET_FPS = 2000.0
 STEP_RATIO_TARGET = 1.5
 
 
-def time_env(env, steps: int, seed: int = 0) -> tuple[float, list]:
-    """Env steps/s with the route follower (its own cost included, as in data collection)."""
+def record(task: str, backend: str, steps: int, seed: int = 0) -> tuple[list[int], set[int], tuple]:
+    """Drive the scripted expert once; keep its discrete actions, the steps after which the
+    episode ended, and (road, route, vehicles per step) for the rasterizer benchmark."""
+    env = make(task, backend=backend, observation={"kind": "vector"})
     driver = RouteFollower()
-    env.reset(seed=seed)
-    recorded = []
-    t = time.perf_counter()
-    for _ in range(steps):
-        _, _, terminated, truncated, _ = env.step(driver.act(env))
-        recorded.append(env.scene.vehicles)
-        if terminated or truncated:
-            env.reset(seed=seed + 1)
-    return steps / (time.perf_counter() - t), recorded
+    actions, ends, frames = [], set(), []
+    try:
+        env.reset(seed=seed)
+        for i in range(steps):
+            a = driver.act(env)
+            _, _, terminated, truncated, _ = env.step(a)
+            actions.append(a)
+            frames.append(env.scene.vehicles)
+            if terminated or truncated:
+                ends.add(i)
+                env.reset(seed=seed + len(ends))
+        scene = (env.road, env.route, frames[-min(len(frames), 300):])
+    finally:
+        env.close()
+    return actions, ends, scene
 
 
-def time_backend(env, steps: int, seed: int = 0) -> float:
-    """The backend alone, replaying the same scripted controls, with no observation."""
-    backend, cfg = env.backend, env.config
-    driver = RouteFollower()
-    env.reset(seed=seed)
-    spec = BackendSpec(cfg.task, cfg.traffic_density, cfg.map_seed_start + seed % cfg.num_maps, cfg.max_steps)
-    t = time.perf_counter()
-    for _ in range(steps):
-        backend.step(*driver.controls(env.scene, env.route_s))
-        env._vehicles = backend.vehicles()  # keep the driver's view current, as the env would
-        ev = backend.events()
-        if ev.arrived or ev.collision or ev.off_road:
-            env.road, env.route = backend.reset(spec, seed)
-    return steps / (time.perf_counter() - t)
+def replay_env(task: str, backend: str, kind: str, actions: list[int], ends: set[int], seed: int = 0) -> float:
+    """Env steps/s replaying recorded actions (no driver cost), observation `kind`."""
+    env = make(task, backend=backend, observation={"kind": kind})
+    try:
+        env.reset(seed=seed)
+        t = time.perf_counter()
+        for i, a in enumerate(actions):
+            env.step(a)
+            if i in ends:
+                env.reset(seed=seed + 1 + sorted(ends).index(i))
+        return len(actions) / (time.perf_counter() - t)
+    finally:
+        env.close()
+
+
+def replay_backend(task: str, backend: str, actions: list[int], ends: set[int], seed: int = 0) -> float:
+    """The backend alone (simulator step + state read-out + events), same actions, no observation."""
+    from vlsafe.envs.actions import to_controls
+    from vlsafe.envs.backends import make_backend
+    from vlsafe.envs.tasks import task_config
+
+    cfg = task_config(task, backend)
+    sim = make_backend(backend)
+
+    def spec(s):
+        return BackendSpec(cfg.task, cfg.traffic_density, cfg.map_seed_start + s % cfg.num_maps, cfg.max_steps)
+
+    try:
+        sim.reset(spec(seed), seed)
+        t = time.perf_counter()
+        for i, a in enumerate(actions):
+            sim.step(*to_controls(a, "discrete"))
+            sim.vehicles()
+            sim.events()
+            if i in ends:
+                s = seed + 1 + sorted(ends).index(i)
+                sim.reset(spec(s), s)
+        return len(actions) / (time.perf_counter() - t)
+    finally:
+        sim.close()
 
 
 def bench_steps(tasks, backends, steps):
     rows, recorded = [], None
     for backend in backends:
         for task in tasks:
-            env = make(task, backend=backend, observation={"kind": "vector"})
-            try:
-                ref = time_backend(env, steps)
-                vec, _ = time_env(env, steps)
-            finally:
-                env.close()
-            env = make(task, backend=backend, observation={"kind": "bev"})
-            try:
-                bev, rec = time_env(env, steps)
-                if recorded is None:
-                    recorded = (env.road, env.route, rec)
-            finally:
-                env.close()
+            actions, ends, scene = record(task, backend, steps)
+            recorded = recorded or scene
+            ref = replay_backend(task, backend, actions, ends)
+            vec = replay_env(task, backend, "vector", actions, ends)
+            bev = replay_env(task, backend, "bev", actions, ends)
             rows.append((task, backend, ref, vec, bev))
             print(f"{task:<11} {backend:<10} backend {ref:7.1f}  vector {vec:7.1f}  bev64 {bev:7.1f} steps/s   "
                   f"backend/bev = {ref / bev:4.2f} (target <= {STEP_RATIO_TARGET})", flush=True)
@@ -103,7 +130,7 @@ def bench_raster(recorded, repeats: int = 3):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=500)
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--backends", default="metadrive,highway")
     args = p.parse_args(argv)
