@@ -16,35 +16,11 @@ import numpy as np
 import torch
 
 from vlsafe.data.store import EpisodeStore
+from vlsafe.vlm.quality import auroc, future_cost
 from vlsafe.worldmodel.rssm import WorldModel
 from vlsafe.worldmodel.train import to_torch
 
-__all__ = ["auroc", "cost_within", "evaluate_world_model"]
-
-
-def auroc(score: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties averaged); NaN when a class is missing."""
-    score, positive = np.asarray(score, np.float64), np.asarray(positive, bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    ranks = np.empty(len(score))
-    sorted_scores = score[order]
-    i = 0
-    while i < len(score):  # average ranks over ties
-        j = i
-        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1
-        i = j + 1
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def cost_within(cost: np.ndarray, k: int) -> np.ndarray:
-    """Per observation t (T+1 of them): does a cost occur in transitions t .. t+k-1?"""
-    c = np.concatenate([np.asarray(cost) > 0, np.zeros(k, bool)])
-    return np.array([c[t:t + k].any() for t in range(len(cost) + 1)])
+__all__ = ["auroc", "evaluate_world_model"]
 
 
 @torch.no_grad()
@@ -82,7 +58,7 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
         rows["cost_pred"].append(heads["cost"][0, 1:].numpy())
         rows["cost_true"].append(ep.cost > 0)
         rows["p_hat"].append(heads["p_safe"][0].numpy())
-        rows["gt_unsafe"].append(cost_within(ep.cost, k))
+        rows["gt_unsafe"].append(future_cost(ep.cost, k))  # the same ground truth as the VLM's label quality
         if labels is not None:
             rows["vlm_unsafe"].append(labels[seed] < 0.5)
         # open loop: posterior for `context` steps, then the prior under the recorded actions
