@@ -75,6 +75,9 @@ def test_train_wm_and_eval_wm(tmp_path):
     ds, run = tmp_path / "ds", tmp_path / "run"
     assert vlsafe("collect", "--task", "four-lane", "--backend", "highway", "--episodes", "3", "--set", "max_steps=40",
                   "--out", str(ds)).returncode == 0
+    r = vlsafe("train-wm", str(ds), "--steps", "2", "--out", str(run))  # labels required by default
+    assert r.returncode == 2 and "no usable VLM labels" in r.stderr and "vlsafe label" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not run.exists()
     r = vlsafe("train-wm", str(ds), "--steps", "2", "--out", str(run), "--eval", "--set", "labels=none",
                "--set", "batch_size=2", "--set", "seq_len=8", "--set", "log_every=1")
     assert r.returncode == 0, r.stderr
