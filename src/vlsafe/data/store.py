@@ -23,7 +23,7 @@ import numpy as np
 
 from vlsafe.data.episode import SIGNALS, Episode
 
-__all__ = ["DatasetError", "EpisodeStore", "episode_filename", "FRAME_CHUNK"]
+__all__ = ["DatasetError", "EpisodeStore", "episode_filename", "FRAME_CHUNK", "sha256_file", "SIGNALS"]
 
 FRAME_CHUNK = 16  # frames per compressed chunk of the image array
 _ARRAYS = ("bev", "vector", "action", "reward", "cost", "terminated", "truncated")
@@ -169,5 +169,3 @@ class EpisodeStore:
                 problems.append(f"{path}: checksum mismatch (file changed or corrupt)")
         return problems
 
-
-__all__ += ["sha256_file", "SIGNALS"]

@@ -134,6 +134,12 @@ class DrivingEnv(gym.Env):
         return Scene(self.road, self.route, self._vehicles)
 
     @property
+    def lanes(self) -> LaneIndex:
+        """Nearest-lane queries on the current map (scripted drivers use it to find free lanes)."""
+        assert self._lanes is not None, "call reset() first"
+        return self._lanes
+
+    @property
     def route_s(self) -> float:
         return self._s
 

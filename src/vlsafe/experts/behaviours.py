@@ -73,7 +73,7 @@ class ExpertDriver:
         for side in self.rng.permutation([1.0, -1.0]):
             lateral = side * 3.5
             target = base.route.point_at(base.route_s + 10.0) + (self.offset + lateral) * np.array([-np.sin(h), np.cos(h)])
-            offset, width = base._lanes.nearest(target, h)
+            offset, width = base.lanes.nearest(target, h)
             if width == 0 or abs(offset) > 0.5 * width:
                 continue  # no lane there
             if self.check_gaps and not _lane_free(scene, lateral, self.gap, self.gap * 1.5):
@@ -138,7 +138,7 @@ class RecklessDriver(ExpertDriver):
     def controls(self, env) -> tuple[float, float]:
         acc, steer = super().controls(env)
         scene = env.unwrapped.scene
-        ttc = safety_signals(scene.vehicles, env.unwrapped._lanes).ttc
+        ttc = safety_signals(scene.vehicles, env.unwrapped.lanes).ttc
         if ttc < self.reaction_ttc and ttc < TTC_MAX:
             acc = -3.0
         return acc, steer
