@@ -23,7 +23,7 @@ import numpy as np
 
 from vlsafe.data.episode import SIGNALS, Episode
 
-__all__ = ["DatasetError", "EpisodeStore", "episode_filename", "FRAME_CHUNK", "sha256_file", "SIGNALS"]
+__all__ = ["DatasetError", "EpisodeStore", "episode_filename", "FRAME_CHUNK", "sha256_file", "dataset_checksum", "SIGNALS"]
 
 FRAME_CHUNK = 16  # frames per compressed chunk of the image array
 _ARRAYS = ("bev", "vector", "action", "reward", "cost", "terminated", "truncated")
@@ -35,6 +35,14 @@ class DatasetError(ValueError):
 
 def episode_filename(seed: int) -> str:
     return f"ep_{seed:09d}.h5"
+
+
+def dataset_checksum(store: "EpisodeStore") -> str:
+    """Identity of a dataset's content: hash of its episodes' SHA-256 list (manifest order).
+
+    Labels and world-model runs record it, so they can refuse a different dataset."""
+    shas = [e["sha256"] for e in store.entries()]
+    return hashlib.sha256("\n".join(shas).encode()).hexdigest()[:16]
 
 
 def sha256_file(path: Path) -> str:

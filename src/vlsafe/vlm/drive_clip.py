@@ -32,9 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlsafe.config import ConfigError, from_dict, to_dict
-from vlsafe.data.store import EpisodeStore, sha256_file
+from vlsafe.data.store import EpisodeStore, dataset_checksum, sha256_file
 from vlsafe.vlm import captions as cap
-from vlsafe.vlm.label import dataset_checksum
 from vlsafe.vlm.prompts import DEFAULT_PROMPTS, get_prompt_set
 from vlsafe.vlm.scorer import ProbConfig, check_frames, fit_calibration, similarities_to_p_safe
 

@@ -28,18 +28,12 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from vlsafe.data.store import DatasetError, EpisodeStore
+from vlsafe.data.store import DatasetError, EpisodeStore, dataset_checksum
 from vlsafe.vlm.prompts import PromptSet, get_prompt_set
 from vlsafe.vlm.scorer import ProbConfig, Scorer, similarities_to_p_safe
 
 __all__ = ["LabelSet", "label_key", "label_dataset", "load_labels", "read_labels", "list_labels",
            "dataset_checksum"]
-
-
-def dataset_checksum(store: EpisodeStore) -> str:
-    """Identity of a dataset's content: hash of its episodes' SHA-256 list (manifest order)."""
-    shas = [e["sha256"] for e in store.entries()]
-    return hashlib.sha256("\n".join(shas).encode()).hexdigest()[:16]
 
 
 def label_key(dataset: str, model_id: str, prompts: PromptSet, prob: ProbConfig) -> str:

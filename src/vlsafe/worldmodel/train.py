@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from vlsafe.config import ConfigError, apply_overrides, from_dict, to_dict
 from vlsafe.data.sampler import SequenceSampler
-from vlsafe.data.store import DatasetError, EpisodeStore
+from vlsafe.data.store import DatasetError, EpisodeStore, dataset_checksum
 from vlsafe.worldmodel.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vlsafe.worldmodel.rssm import PRESETS, WorldModel, WorldModelConfig
 
@@ -89,11 +89,7 @@ def _labels(store: EpisodeStore, choice: str) -> dict[int, np.ndarray] | None:
 
 
 def _identity(store: EpisodeStore, cfg: TrainWMConfig) -> dict[str, Any]:
-    man = store.manifest()
-    shas = "".join(e["sha256"] for e in man.get("episodes", []))
-    import hashlib
-
-    return {"model": to_dict(cfg.model), "data": hashlib.sha256(shas.encode()).hexdigest()[:16],
+    return {"model": to_dict(cfg.model), "data": dataset_checksum(store),
             "labels": cfg.labels, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "seed": cfg.seed}
 
 
