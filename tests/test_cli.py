@@ -86,3 +86,20 @@ def test_train_wm_and_eval_wm(tmp_path):
     assert report["episodes"] == 1 and report["recon_mse"] > 0 and len(report["open_loop_mse"]) == 15
     r = vlsafe("train-wm", str(ds), "--preset", "s", "--out", str(run), "--set", "labels=none")
     assert r.returncode == 2 and "another config or dataset" in r.stderr
+
+    pol = tmp_path / "policy"
+    r = vlsafe("train-policy", str(run), "--method", "dreamer-offline", "--steps", "4", "--out", str(pol),
+               "--set", "starts=8", "--set", "log_every=2", "--set", "eval_every=4", "--set", "eval_episodes=1")
+    assert r.returncode == 0, r.stderr
+    assert "step 4: eval over 1 episodes" in r.stdout and (pol / "checkpoint.safetensors").exists()
+    assert "eval/Return" in json.loads((pol / "metrics.jsonl").read_text().splitlines()[-1])
+    r = vlsafe("train-policy", str(run), "--method", "vl-safe", "--steps", "5", "--out", str(pol))
+    assert r.returncode == 2 and "another config or world model" in r.stderr
+    r = vlsafe("train-policy", str(run), "--method", "nope")
+    assert r.returncode == 2 and "unknown method 'nope'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = vlsafe("eval", str(pol), "--episodes", "1", "--variant", "dense", "--out", str(tmp_path / "ev"))
+    assert r.returncode == 0, r.stderr
+    assert "| dreamer-offline |" in r.stdout and (tmp_path / "ev" / "eval.json").exists()
+    assert json.loads((tmp_path / "ev" / "eval.json").read_text())["variant"] == "dense"
+    r = vlsafe("eval", str(tmp_path / "nothing"))
+    assert r.returncode == 2 and "no config.json" in r.stderr

@@ -87,7 +87,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     backends = args.backends.split(",")
     rows = {}
     t0 = time.perf_counter()
-    print(f"[1/4] drive: the scripted expert on {len(TASKS)} tasks x {backends}, writing {out}/", flush=True)
+    print(f"[1/5] drive: the scripted expert on {len(TASKS)} tasks x {backends}, writing {out}/", flush=True)
     for backend in backends:
         for task in TASKS:
             rows[f"{task}@{backend}"] = drive(task, backend, args.episodes, args.seed, out / f"{task}@{backend}", [])
@@ -98,20 +98,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from vlsafe.data.card import dataset_card
     from vlsafe.data.collect import collect, with_preset
 
-    print(f"\n[2/4] collect: a tiny {args.data_task}@{backends[0]} dataset of the behaviour mixture", flush=True)
+    print(f"\n[2/5] collect: a tiny {args.data_task}@{backends[0]} dataset of the behaviour mixture", flush=True)
     store = collect(with_preset("tiny", task=args.data_task, backend=backends[0], workers=2), out / "dataset")
 
-    print("\n[3/4] label: p(safe) of every frame by the embedded drive-clip VLM (paper prompts T1/T2)", flush=True)
+    print("\n[3/5] label: p(safe) of every frame by the embedded drive-clip VLM (paper prompts T1/T2)", flush=True)
     if main(["label", str(store.root), "--threads", "2"]) != 0:
         return 2
     print(dataset_card(store))
 
-    print(f"\n[4/4] train-wm: the xs world model for {args.wm_steps} steps, then held-out evaluation", flush=True)
+    print(f"\n[4/5] train-wm: the xs world model for {args.wm_steps} steps, then held-out evaluation", flush=True)
     run = out / "wm"
     _cmd_train_wm(argparse.Namespace(data=str(store.root), preset="xs", steps=args.wm_steps, out=str(run), device="cpu",
                                      eval=True, set=["batch_size=8", "seq_len=32", "log_every=20"]))
+    print(f"\n[5/5] train-policy: VL-SAFE in the world model's imagination for {args.policy_steps} updates, then "
+          f"{args.eval_episodes} episodes in the simulator", flush=True)
+    policy = out / "policy"
+    _cmd_train_policy(argparse.Namespace(world_model=str(run), method="vl-safe", steps=args.policy_steps, seed=None,
+                                         out=str(policy), device="cpu", set=["starts=64", "log_every=20", "eval_every=0"]))
+    _cmd_eval(argparse.Namespace(runs=[str(policy)], episodes=args.eval_episodes, seed_start=500, task=None, backend=None,
+                                 variant="", out=str(policy / "eval"), no_videos=False, device="cpu"))
     print(f"demo done in {time.perf_counter() - t0:.0f}s: GIFs in {out}/<task>@<backend>/episode0.gif, dataset and "
-          f"labels in {out}/dataset, world model and imagined.gif in {run}")
+          f"labels in {out}/dataset, world model and imagined.gif in {run}, policy and best/worst videos in {policy}")
     return 0
 
 
@@ -195,6 +202,36 @@ def _cmd_train_wm(args: argparse.Namespace) -> int:
     print(f"train-wm: preset {args.preset}, {cfg.steps} steps, data {args.data} -> {out} on {args.device}", flush=True)
     fit(args.data, out, cfg, device=args.device)
     return _cmd_eval_wm(argparse.Namespace(run=out, data=args.data, device=args.device)) if args.eval else 0
+
+
+def _cmd_train_policy(args: argparse.Namespace) -> int:
+    from vlsafe.policy.train import fit, resolve_config
+
+    over = list(args.set) + ([f"steps={args.steps}"] if args.steps else [])
+    over += [f"seed={args.seed}"] if args.seed is not None else []
+    cfg = resolve_config(args.method, over)
+    wm = Path(args.world_model)
+    if not (wm / "checkpoint.json").exists():
+        raise FileNotFoundError(f"{wm}: not a train-wm run folder (no checkpoint.json)")
+    out = args.out or f"runs/policy/{wm.name}__{cfg.policy.method}__s{cfg.seed}"
+    print(f"train-policy: {cfg.policy.method}, {cfg.steps} updates, world model {wm} -> {out} on {args.device}", flush=True)
+    fit(wm, out, cfg, device=args.device)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from vlsafe.policy.evaluate import evaluate_policies, format_ci_table
+
+    if args.episodes < 1:
+        raise ValueError(f"--episodes: expected >= 1, got {args.episodes}")
+    out = args.out or str(Path(args.runs[0]) / "eval")
+    rep = evaluate_policies(args.runs, episodes=args.episodes, seed_start=args.seed_start, task=args.task,
+                            backend=args.backend, variant=args.variant, out=out, videos=not args.no_videos,
+                            device=args.device)
+    print(format_ci_table({"/".join(rep["methods"]): rep}))
+    print(f"wrote {out}/eval.json, eval.md" + (", best/worst videos" if not args.no_videos else ""))
+    return 0
 
 
 def _cmd_eval_wm(args: argparse.Namespace) -> int:
@@ -294,6 +331,29 @@ def build_parser() -> argparse.ArgumentParser:
     we.add_argument("--device", default="cpu")
     we.set_defaults(fn=_cmd_eval_wm)
 
+    tp = sub.add_parser("train-policy", help="learn a policy in the imagination of a trained world model")
+    tp.add_argument("world_model", help="train-wm run folder (its dataset gives the start states and the task)")
+    tp.add_argument("--method", default="vl-safe", help="vl-safe, dreamer-offline, lagrangian, fosp")
+    tp.add_argument("--steps", type=int, help="actor-critic updates (default: the config's)")
+    tp.add_argument("--seed", type=int, help="training seed (default 0)")
+    tp.add_argument("--out", help="run folder (default runs/policy/<world model>__<method>__s<seed>); resumed if it exists")
+    tp.add_argument("--device", default="cpu")
+    tp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="TrainPolicyConfig override, e.g. --set policy.beta1=3 --set policy.lagrangian=true --set eval_every=0")
+    tp.set_defaults(fn=_cmd_train_policy)
+
+    ev = sub.add_parser("eval", help="trained policies in the simulator: the ten metrics with 95%% CIs and videos")
+    ev.add_argument("runs", nargs="+", help="train-policy run folders (pooled: e.g. one method's seeds)")
+    ev.add_argument("--episodes", type=int, default=10, help="episodes per run (the same seeds for every run)")
+    ev.add_argument("--seed-start", type=int, default=500, help="first episode seed")
+    ev.add_argument("--task", help="another task (NAME or NAME:VARIANT) than the policy's own")
+    ev.add_argument("--backend", help="another backend than the policy's own")
+    ev.add_argument("--variant", default="", help="shift variant: sparse, dense, unseen")
+    ev.add_argument("--out", help="folder for eval.json, eval.md and best/worst videos (default: the first run's eval/)")
+    ev.add_argument("--no-videos", action="store_true")
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(fn=_cmd_eval)
+
     m = sub.add_parser("demo", help="the whole pipeline on a small default (grows with each stage)")
     m.add_argument("--out", default="runs/demo")
     m.add_argument("--backends", default="metadrive,highway")
@@ -301,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--data-task", default="four-lane", help="task of the demo dataset")
     m.add_argument("--wm-steps", type=int, default=100, help="world-model training steps")
+    m.add_argument("--policy-steps", type=int, default=100, help="actor-critic updates in imagination")
+    m.add_argument("--eval-episodes", type=int, default=2, help="simulator episodes of the trained policy")
     m.set_defaults(fn=_cmd_demo)
 
     from vlsafe.vlm.cli import add_commands; add_commands(sub)  # noqa: E702, I001

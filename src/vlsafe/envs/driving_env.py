@@ -53,6 +53,7 @@ class DrivingEnv(gym.Env):
         self.route: Route | None = None
         self._lanes: LaneIndex | None = None
         self._vehicles: Vehicles | None = None
+        self._steps = 0
 
     # -- gymnasium API ----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -138,6 +139,11 @@ class DrivingEnv(gym.Env):
         """Nearest-lane queries on the current map (scripted drivers use it to find free lanes)."""
         assert self._lanes is not None, "call reset() first"
         return self._lanes
+
+    @property
+    def steps(self) -> int:
+        """Steps taken since the last reset."""
+        return self._steps
 
     @property
     def route_s(self) -> float:

@@ -1,0 +1,83 @@
+"""The learned policy on both sides of the world model: start states for imagination, and a
+driver that filters real BEV frames through the same RSSM to act in the simulator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vlsafe.data.store import EpisodeStore
+from vlsafe.policy.actor_critic import ImaginationLearner
+from vlsafe.worldmodel.rssm import WorldModel
+from vlsafe.worldmodel.train import to_torch
+
+__all__ = ["start_states", "DrivingAgent"]
+
+
+@torch.no_grad()
+def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk: int = 8) -> dict[str, torch.Tensor]:
+    """Posterior states (M, ...) of every step of the given episodes.
+
+    The world model is frozen while the policy learns, so these are computed once per run
+    instead of re-encoding frames at every update (the encoder is most of the cost on a CPU).
+    """
+    model.eval()
+    A = model.config.action_dim
+    deter, stoch = [], []
+    for i in range(0, len(seeds), chunk):
+        eps = [store.read(s) for s in seeds[i:i + chunk]]
+        L = max(e.steps for e in eps) + 1
+        batch = {"bev": np.zeros((len(eps), L) + eps[0].bev.shape[1:], np.uint8),
+                 "action": np.zeros((len(eps), L) + eps[0].action.shape[1:], eps[0].action.dtype),
+                 "is_first": np.zeros((len(eps), L), bool), "valid": np.zeros((len(eps), L), bool),
+                 "reward": np.zeros((len(eps), L), np.float32), "cost": np.zeros((len(eps), L), np.float32)}
+        for j, e in enumerate(eps):
+            n = e.steps + 1
+            batch["bev"][j, :n] = e.bev
+            batch["action"][j, 1:n] = e.action
+            batch["is_first"][j, 0] = True
+            batch["valid"][j, :n] = True
+        t = to_torch(batch, A)
+        post, _ = model.observe(t["bev"], t["action"], t["is_first"])
+        valid = t["valid"]
+        deter.append(post["deter"][valid])
+        stoch.append(post["stoch"][valid])
+    return {"deter": torch.cat(deter), "stoch": torch.cat(stoch)}
+
+
+class DrivingAgent:
+    """`agent(env) -> action` for `run_episode`: posterior filter over real frames, then the actor.
+
+    Keeps the last p̂(safe) and ĉ of the world model so videos can draw them on the frame.
+    """
+
+    def __init__(self, model: WorldModel, learner: ImaginationLearner, greedy: bool = True, device: str = "cpu"):
+        self.model, self.actor, self.greedy, self.device = model.eval(), learner.actor.eval(), greedy, device
+        self.action_dim = model.config.action_dim
+        self.p_safe, self.cost = 1.0, 0.0
+        self.state = None
+
+    def reset(self) -> None:
+        self.state, self.prev = None, torch.zeros(1, self.action_dim, device=self.device)
+
+    @torch.no_grad()
+    def act(self, frame: np.ndarray, first: bool):
+        if first or self.state is None:
+            self.reset()
+            self.state = self.model.initial(1, self.device)
+        image = torch.as_tensor(frame, device=self.device)[None]
+        embed = self.model.encoder(image)
+        is_first = torch.tensor([first], device=self.device)
+        self.state = self.model.obs_step(self.state, self.prev, embed, is_first)
+        feat = self.model.feat(self.state)
+        heads = self.model.heads(feat)
+        self.p_safe, self.cost = float(heads["p_safe"][0]), float(heads["cost"][0])
+        a = self.actor.mode(feat) if self.greedy else self.actor.sample(feat)
+        self.prev = a
+        if self.actor.discrete:
+            return int(a[0].argmax())
+        return a[0].cpu().numpy().astype(np.float32)
+
+    def __call__(self, env) -> object:
+        return self.act(env.bev_frame(), env.steps == 0)

@@ -1,0 +1,193 @@
+"""`vlsafe eval`: trained policies in the simulator, the ten metrics with 95% confidence
+intervals, and videos of the best and worst episodes with p̂(safe) and cost drawn on them.
+
+Several runs (e.g. one method trained with three seeds) drive the same episode seeds and are
+pooled; intervals come from a bootstrap over episodes of the same `aggregate` that makes the
+table, so pooled rates (TCF, DCF) get intervals too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from vlsafe.config import from_dict
+from vlsafe.envs.driving_env import DrivingEnv
+from vlsafe.envs.tasks import VARIANTS, TaskConfig, parse_task
+from vlsafe.evaluation.metrics import METRICS, EpisodeMeter, aggregate, to_json
+from vlsafe.evaluation.runner import EpisodeRun
+
+__all__ = ["make_env", "simulate", "bootstrap_ci", "evaluate_policies", "format_ci_table"]
+
+
+def make_env(task: dict[str, Any], name: str | None = None, backend: str | None = None, variant: str = "",
+             render: bool = False) -> DrivingEnv:
+    """The policy's training task (observation and episode length kept), optionally another
+    task, backend or shift variant of it."""
+    data = dict(task)
+    if name:
+        data["task"], v = parse_task(name)
+        variant = variant or v
+    if backend:
+        data["backend"] = backend
+    if variant:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; valid variants: {', '.join(x for x in VARIANTS if x)}")
+        data.update(variant=variant, **VARIANTS[variant])
+    return DrivingEnv(from_dict(TaskConfig, data), render_mode="rgb_array" if render else None)
+
+
+def _overlay(frame: np.ndarray, p_safe: float, cost_pred: float, cost: float) -> np.ndarray:
+    import cv2
+
+    img = np.ascontiguousarray(frame.copy())
+    h, w = img.shape[:2]
+    bar = int(round(p_safe * (w - 8)))
+    cv2.rectangle(img, (4, h - 10), (w - 4, h - 4), (60, 60, 60), -1)
+    cv2.rectangle(img, (4, h - 10), (4 + bar, h - 4), (int(255 * (1 - p_safe)), int(255 * p_safe), 0), -1)
+    cv2.putText(img, f"p(safe) {p_safe:.2f}  c^ {cost_pred:.2f}", (4, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                (255, 255, 255), 1, cv2.LINE_AA)
+    if cost > 0:  # a real cost at this step: red frame
+        cv2.rectangle(img, (0, 0), (w - 1, h - 1), (255, 0, 0), 3)
+    return img
+
+
+def simulate(policy, env: DrivingEnv, seeds: Iterable[int], device: str = "cpu", record: bool = False,
+             greedy: bool = True, on_episode: Callable[[EpisodeRun], None] | None = None) -> list[EpisodeRun]:
+    """Drive one episode per seed with the policy (posterior filter + actor)."""
+    from vlsafe.policy.agent import DrivingAgent
+
+    agent = DrivingAgent(policy.world_model, policy.learner, greedy=greedy, device=device)
+    runs = []
+    for seed in seeds:
+        env.reset(seed=int(seed))
+        meter, frames = EpisodeMeter(env.dt), []
+        while True:
+            action = agent(env)
+            before = env.render() if record else None
+            _, reward, terminated, truncated, info = env.step(action)
+            meter.add(reward, info)
+            if record:
+                frames.append(_overlay(before, agent.p_safe, agent.cost, float(info["cost"])))
+            if terminated or truncated:
+                break
+        run = EpisodeRun(seed=int(seed), metrics=meter.result(), frames=frames)
+        runs.append(run)
+        if on_episode:
+            on_episode(run)
+    return runs
+
+
+def bootstrap_ci(episodes: list, n: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap over episodes of every metric of `aggregate` (NaN where undefined)."""
+    rng = np.random.default_rng(seed)
+    samples = {m: [] for m in METRICS}
+    for _ in range(n):
+        pick = rng.integers(0, len(episodes), len(episodes))
+        row = aggregate([episodes[i] for i in pick])
+        for m in METRICS:
+            samples[m].append(row[m])
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    out = {}
+    for m, v in samples.items():
+        arr = np.asarray(v, float)
+        arr = arr[np.isfinite(arr)]
+        out[m] = (float(np.percentile(arr, lo)), float(np.percentile(arr, hi))) if len(arr) else (math.nan, math.nan)
+    return out
+
+
+def _write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
+    """MP4 (OpenCV's mp4v) where this OpenCV can write one, else GIF."""
+    import cv2
+
+    if path.suffix == ".mp4":
+        h, w = frames[0].shape[:2]
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if writer.isOpened():
+            for f in frames:
+                writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+            writer.release()
+            return path
+        path = path.with_suffix(".gif")
+    import imageio.v2 as imageio
+
+    imageio.mimsave(path, frames, duration=1.0 / fps, loop=0)
+    return path
+
+
+def evaluate_policies(runs: list[str | Path], episodes: int = 10, seed_start: int = 500, task: str | None = None,
+                      backend: str | None = None, variant: str = "", out: str | Path | None = None, videos: bool = True,
+                      device: str = "cpu", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every run drives the same `episodes` seeds; returns (and writes to `out`) the pooled table."""
+    from vlsafe.policy.train import load_policy
+
+    loaded = [(Path(r), *load_policy(r, device)) for r in runs]  # validate every run before driving
+    methods = {conf["identity"]["policy"]["method"] for _, _, conf in loaded}
+    env = make_env(loaded[0][2]["task"], task, backend, variant, render=videos)
+    seeds = list(range(seed_start, seed_start + episodes))
+    per_run, pooled = {}, []
+    best = worst = None
+    for path, policy, conf in loaded:
+        log(f"eval {path} ({conf['identity']['policy']['method']}) on {env.config.task}@{env.config.backend}"
+            f"{':' + env.config.variant if env.config.variant else ''}, seeds {seeds[0]}..{seeds[-1]}")
+
+        def keep(run: EpisodeRun, path=path) -> None:
+            nonlocal best, worst
+            m = run.metrics.Return
+            log(f"  seed {run.seed}: return {m:.1f} cost {run.metrics.Cost:.1f} AR {run.metrics.AR:.0f} "
+                f"CR {run.metrics.CR:.0f}")
+            if best is None or m > best[0]:
+                best = (m, str(path), run.seed, run.frames)
+            if worst is None or m < worst[0]:
+                worst = (m, str(path), run.seed, run.frames)
+            run.frames = []  # only the best and the worst keep their frames
+
+        eps = simulate(policy, env, seeds, device=device, record=videos, on_episode=keep)
+        per_run[str(path)] = [e.metrics for e in eps]
+        pooled += per_run[str(path)]
+    env.close()
+    report = {"methods": sorted(methods), "task": env.config.task, "backend": env.config.backend,
+              "variant": env.config.variant, "seeds": seeds, "runs": [str(r) for r in runs],
+              "metrics": aggregate(pooled), "ci95": bootstrap_ci(pooled),
+              "per_run": {k: aggregate(v) for k, v in per_run.items()},
+              "episodes": {k: [to_json(m) for m in v] for k, v in per_run.items()}}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if videos and best is not None:
+            for name, (ret, run, seed, frames) in (("best", best), ("worst", worst)):
+                p = _write_video(out / f"{name}.mp4", frames)
+                report[f"video_{name}"] = {"path": str(p), "run": run, "seed": seed, "return": ret}
+        (out / "eval.json").write_text(json.dumps(_nan_to_none(report), indent=1))
+        (out / "eval.md").write_text(format_ci_table({"/".join(report["methods"]): report}) + "\n")
+    return report
+
+
+def format_ci_table(reports: dict[str, dict[str, Any]]) -> str:
+    """Markdown: one row per name, each metric as 'mean [lo, hi]'."""
+    head = "| | " + " | ".join(METRICS) + " | episodes |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
+    for name, rep in reports.items():
+        row, ci = rep["metrics"], rep["ci95"]
+        cells = []
+        for m in METRICS:
+            v = row[m]
+            lo, hi = ci[m]
+            cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else
+                         f"{v:.3g} [{lo:.3g}, {hi:.3g}]" if lo is not None and not math.isnan(lo) else f"{v:.3g}")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {int(row['episodes'])} |")
+    return "\n".join(lines)
+
+
+def _nan_to_none(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_none(v) for v in x]
+    return x

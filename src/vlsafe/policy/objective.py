@@ -1,0 +1,97 @@
+"""The pieces of the VL-SAFE actor-critic objective, as plain functions of tensors (PAPER.md).
+
+Each is small enough to check by hand, which the tests do:
+
+- `lambda_return`: R^λ_t = r_t + γ c_t [(1-λ) V(s_{t+1}) + λ R^λ_{t+1}], bootstrapped with V(s_H);
+- `expectile_loss`: |τ - 1(u < 0)| u², u = target - prediction (FOSP/IQL's V from Q);
+- `reachability_target`: the discounted safety Bellman backup max(h(s'), γ V_h(s')) of FOSP's
+  feasibility critic;
+- `vlsafe_weight`: w = p(s)·exp(β1·A_r) + (1-p(s))·exp(-β2·A_c), clipped;
+- `PercentileNorm`: the 5-95 percentile EMA that scales advantages (DreamerV3);
+- `AugmentedLagrangian`: the multiplier λ on imagined cost above the limit d (SafeDreamer).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["lambda_return", "expectile_loss", "reachability_target", "vlsafe_weight", "PercentileNorm",
+           "AugmentedLagrangian"]
+
+
+def lambda_return(reward: torch.Tensor, value_next: torch.Tensor, cont: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """λ-returns (H, N) of imagined steps; reward[t], cont[t] and value_next[t] belong to s_{t+1}."""
+    out = []
+    last = value_next[-1]
+    for t in reversed(range(reward.shape[0])):
+        last = reward[t] + gamma * cont[t] * ((1 - lam) * value_next[t] + lam * last)
+        out.append(last)
+    return torch.stack(out[::-1])
+
+
+def expectile_loss(target: torch.Tensor, prediction: torch.Tensor, tau: float) -> torch.Tensor:
+    """Asymmetric squared error: with τ > 0.5 the prediction tends to an upper expectile of target."""
+    u = target - prediction
+    return (tau - (u < 0).to(u.dtype)).abs() * u ** 2
+
+
+def reachability_target(h_next: torch.Tensor, v_next: torch.Tensor, cont: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Target of V_h(s_t): the worst violation h ∈ [0, 1] still ahead, max(h(s_{t+1}), γ·V_h(s_{t+1}))."""
+    return torch.maximum(h_next, gamma * cont * v_next)
+
+
+def vlsafe_weight(p_safe: torch.Tensor, adv_reward: torch.Tensor, adv_cost: torch.Tensor,
+                  beta1: float, beta2: float, max_weight: float) -> torch.Tensor:
+    """The paper's actor weight; exponents are clamped first so exp() cannot overflow."""
+    top = math.log(max_weight)
+    w = p_safe * torch.exp((beta1 * adv_reward).clamp(max=top)) + (1 - p_safe) * torch.exp((-beta2 * adv_cost).clamp(max=top))
+    return w.clamp(max=max_weight)
+
+
+class PercentileNorm:
+    """Scale = EMA of (P95 - P5) of returns, never below 1 so small returns are not blown up."""
+
+    def __init__(self, decay: float = 0.99, low: float = 0.05, high: float = 0.95):
+        self.decay, self.low, self.high = decay, low, high
+        self.scale = None
+
+    def update(self, returns: torch.Tensor) -> float:
+        x = returns.detach().flatten().float()
+        spread = float(torch.quantile(x, self.high) - torch.quantile(x, self.low))
+        self.scale = spread if self.scale is None else self.decay * self.scale + (1 - self.decay) * spread
+        return max(1.0, self.scale)
+
+    def state(self) -> dict:
+        return {"scale": self.scale}
+
+    def load(self, state: dict) -> None:
+        self.scale = state.get("scale")
+
+
+class AugmentedLagrangian:
+    """λ ← max(0, λ + μ(J_c − d)), μ ← min(μ(1 + ν), μ_max).
+
+    `penalty()` is λ_eff = max(0, λ + μ(J_c − d)): the derivative of SafeDreamer's augmented
+    penalty ψ in J_c, i.e. how many units of reward one unit of cost advantage is worth.
+    """
+
+    def __init__(self, limit: float, init: float = 0.0, mu: float = 1.0, mu_growth: float = 1e-3, mu_max: float = 10.0):
+        self.limit, self.lam, self.mu, self.mu_growth, self.mu_max = limit, init, mu, mu_growth, mu_max
+        self.last_cost = 0.0
+
+    def penalty(self, cost: float) -> float:
+        return max(0.0, self.lam + self.mu * (cost - self.limit))
+
+    def update(self, cost: float) -> float:
+        self.last_cost = float(cost)
+        self.lam = self.penalty(cost)
+        self.mu = min(self.mu * (1 + self.mu_growth), self.mu_max)
+        return self.lam
+
+    def state(self) -> dict:
+        return {"lam": self.lam, "mu": self.mu}
+
+    def load(self, state: dict) -> None:
+        self.lam, self.mu = float(state["lam"]), float(state["mu"])

@@ -1,0 +1,169 @@
+"""`vlsafe train-policy`: learn an actor-critic in the imagination of a trained world model.
+
+The world model is loaded from a train-wm run and frozen. Start states are the posteriors of
+every step of the world model's training episodes (held-out episodes stay unseen). The simulator
+is only used to evaluate, every `eval_every` updates, a few episodes on maps the dataset never
+drove (seeds from `eval_seed_start`).
+
+A policy run folder is self-contained: its checkpoint holds the world model too, so `vlsafe eval`
+needs neither the dataset nor the world-model run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from vlsafe.config import ConfigError, apply_overrides, from_dict, to_dict
+from vlsafe.data.store import EpisodeStore
+from vlsafe.policy.actor_critic import ImaginationLearner, PolicyConfig, method_config
+from vlsafe.policy.agent import start_states
+from vlsafe.worldmodel.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from vlsafe.worldmodel.rssm import WorldModel, WorldModelConfig
+from vlsafe.worldmodel.train import load_world_model
+
+__all__ = ["TrainPolicyConfig", "Policy", "resolve_config", "fit", "load_policy"]
+
+
+@dataclass(frozen=True)
+class TrainPolicyConfig:
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    steps: int = 1500
+    starts: int = 256  # imagined trajectories per update, from random dataset posterior states
+    log_every: int = 50
+    checkpoint_every: int = 250
+    eval_every: int = 500  # simulator evaluation every N updates (0: never)
+    eval_episodes: int = 3
+    eval_seed_start: int = 500  # maps the default datasets (seeds from 0) do not hold
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+def resolve_config(method: str = "vl-safe", overrides: list[str] | tuple[str, ...] = ()) -> TrainPolicyConfig:
+    for text in overrides:  # a method named in an override brings its flags, as --method does
+        if text.replace(" ", "").startswith("policy.method="):
+            method = text.split("=", 1)[1].strip()
+    cfg = apply_overrides(TrainPolicyConfig(policy=method_config(method)), overrides)
+    if cfg.steps < 1 or cfg.starts < 1 or cfg.eval_every < 0 or cfg.eval_episodes < 1:
+        raise ConfigError("train-policy: need steps >= 1, starts >= 1, eval_every >= 0, eval_episodes >= 1")
+    return cfg
+
+
+class Policy(nn.Module):
+    """What a policy run saves: the frozen world model and the learner (actor and critics)."""
+
+    def __init__(self, wm: WorldModelConfig, policy: PolicyConfig):
+        super().__init__()
+        self.world_model = WorldModel(wm)
+        self.learner = ImaginationLearner(policy, wm.feat, wm.action_dim, discrete=wm.action_dim == 15)
+        self.world_model.requires_grad_(False)
+
+
+def load_policy(run: str | Path, device: str = "cpu") -> tuple[Policy, dict[str, Any]]:
+    """A trained policy and its run config (task, method, world model) from a train-policy folder."""
+    run = Path(run)
+    if not (run / "config.json").exists() or not (run / "checkpoint.json").exists():
+        raise CheckpointError(f"{run}: no config.json/checkpoint.json (is this a train-policy run folder?)")
+    conf = json.loads((run / "config.json").read_text())
+    policy = Policy(from_dict(WorldModelConfig, conf["identity"]["world_model"]["model"]),
+                    from_dict(PolicyConfig, conf["identity"]["policy"])).to(device)
+    meta = load_checkpoint(run, policy, device=device)
+    policy.learner.load_extra_state(meta["learner"])
+    return policy.eval(), conf
+
+
+def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, device: str = "cpu",
+        log: Callable[[str], None] = print) -> Policy:
+    wm_run, out = Path(world_model_run), Path(out)
+    wm, wm_meta = load_world_model(wm_run, device)
+    wm_conf = json.loads((wm_run / "config.json").read_text())
+    store = EpisodeStore(wm_conf["data"])
+    manifest = store.manifest()
+    task = manifest.get("task") or manifest["identity"]["task"]
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ident = {"policy": to_dict(cfg.policy), "world_model": {**wm_meta["identity"], "step": wm_meta["step"]},
+             "starts": cfg.starts, "seed": cfg.seed}
+    torch.manual_seed(cfg.seed)
+    policy = Policy(wm.config, cfg.policy).to(device)
+    policy.world_model.load_state_dict(wm.state_dict())
+    learner, world = policy.learner, policy.world_model.eval()
+    opt = learner.make_optimizer()
+    rng = np.random.default_rng(cfg.seed)
+    step = 0
+    if (out / "checkpoint.json").exists():
+        old = json.loads((out / "checkpoint.json").read_text())
+        if old.get("identity") != ident:
+            diff = [k for k in ident if old.get("identity", {}).get(k) != ident[k]]
+            raise CheckpointError(f"{out}: holds a run with another config or world model (differs in {', '.join(diff)}); "
+                                  f"use another --out")
+        meta = load_checkpoint(out, policy, opt, device)
+        learner.load_extra_state(meta["learner"])
+        rng.bit_generator.state = meta["start_rng"]
+        step = int(meta["step"])
+        log(f"resuming {out} from step {step}")
+    out.mkdir(parents=True, exist_ok=True)
+    held = set(wm_conf["held_out_seeds"])
+    seeds = [int(e["seed"]) for e in store.entries() if int(e["seed"]) not in held]
+    (out / "config.json").write_text(json.dumps({"train": to_dict(cfg), "world_model_run": str(wm_run), "task": task,
+                                                 "data": str(store.root), "identity": ident}, indent=1))
+    t0 = time.perf_counter()
+    starts = start_states(world, store, seeds)
+    starts = {k: v.to(device) for k, v in starts.items()}
+    M = len(starts["deter"])
+    log(f"  {M} start states from {len(seeds)} training episodes in {time.perf_counter() - t0:.0f}s")
+    writer = _tensorboard(out)
+    metrics_log = open(out / "metrics.jsonl", "a")
+    env = None
+    t0, step0 = time.perf_counter(), step
+    while step < cfg.steps:
+        idx = torch.as_tensor(rng.integers(0, M, cfg.starts), device=device)
+        row: dict[str, float] = learner.update(world, {k: v[idx] for k, v in starts.items()}, opt)
+        step += 1
+        if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+            from vlsafe.policy.evaluate import make_env, simulate
+
+            env = env or make_env(task)
+            runs = simulate(policy, env, range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_episodes), device=device)
+            from vlsafe.evaluation.metrics import aggregate
+
+            agg = aggregate([r.metrics for r in runs])
+            row.update({f"eval/{k}": v for k, v in agg.items() if k != "episodes"})
+            log(f"  step {step}: eval over {cfg.eval_episodes} episodes: return {agg['Return']:.1f}, "
+                f"cost {agg['Cost']:.2f}, AR {agg['AR']:.2f}, CR {agg['CR']:.2f}")
+        if step % cfg.log_every == 0 or step == cfg.steps or "eval/Return" in row:
+            rate = (step - step0) / (time.perf_counter() - t0)
+            row = {"step": step, **row, "perf/steps_per_s": rate}
+            metrics_log.write(json.dumps({k: (v if np.isfinite(v) else None) for k, v in row.items()}) + "\n")
+            metrics_log.flush()
+            if writer:
+                for k, v in row.items():
+                    if k != "step" and np.isfinite(v):
+                        writer.add_scalar(k, v, step)
+            log(f"  step {step}/{cfg.steps} imagined return {row['imag/return']:.2f} cost {row['imag/cost_return']:.3f} "
+                f"p_safe {row['imag/p_safe']:.2f} entropy {row['actor/entropy']:.2f} λ {row['lagrange/lambda']:.2f} "
+                f"{rate:.1f} steps/s, ETA {(cfg.steps - step) / max(rate, 1e-9):.0f}s")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_checkpoint(out, policy, opt, {"step": step, "identity": ident, "learner": learner.extra_state(),
+                                               "start_rng": rng.bit_generator.state})
+    metrics_log.close()
+    if writer:
+        writer.close()
+    if env is not None:
+        env.close()
+    return policy.eval()
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tb"))
