@@ -53,19 +53,21 @@ def imagined_return(policy: Policy, starts: dict, actor=None, seed: int = 0) -> 
 
 def held_out_starts(world_model, policy: Policy) -> dict:
     conf = json.loads((world_model / "config.json").read_text())
+    torch.manual_seed(0)  # posterior samples: the same starts whatever ran before
     return start_states(policy.world_model, EpisodeStore(conf["data"]), conf["held_out_seeds"])
 
 
 def test_imagined_return_rises(world_model, tmp_path):
     p0 = fit(world_model, tmp_path / "p0", small(steps=1, **{"policy.actor_lr": 0.0}), **QUIET)  # the initial actor
-    p1 = fit(world_model, tmp_path / "p1", small(steps=300), **QUIET)
+    p1 = fit(world_model, tmp_path / "p1", small(steps=300, **{"policy.beta1": 10.0, "policy.actor_lr": 3e-3}), **QUIET)
     starts = held_out_starts(world_model, p0)
     before, after = imagined_return(p0, starts), imagined_return(p1, starts)
     # the yardstick: the best single action held for the whole rollout
     best = max(imagined_return(p0, starts, lambda f, a=a: F.one_hot(torch.full(f.shape[:1], a), 15).float())
                for a in range(15))
     assert best > before + 0.3, "the fixture's world model barely reacts to actions"
-    assert after - before > 0.15 * (best - before), (before, after, best)
+    print(f"imagined return: initial actor {before:.3f}, trained {after:.3f}, best single action {best:.3f}")
+    assert after - before > 0.2 * (best - before), (before, after, best)
 
 
 def test_saved_policy_acts_like_the_trained_one(world_model, tmp_path):

@@ -179,8 +179,9 @@ class ImaginationLearner(nn.Module):
             # weight[t] = Π_{k<t} γ·cont_k: imagined steps after a predicted episode end count less
             weight = torch.cumprod(torch.cat([torch.ones_like(cont[:1]), cfg.gamma * cont[:-1]]), 0)
             ret_r = lambda_return(traj["reward"], self.slow["v_reward"](nxt), cont, cfg.gamma, cfg.lam)
-            ret_c = lambda_return(traj["cost"], self.slow["v_cost"](nxt), cont, cfg.gamma, cfg.lam)
-            reach_y = reachability_target(traj["cost"].clamp(0, 1), self.slow["v_reach"](nxt), cont, cfg.gamma)
+            # costs are never negative, so neither are their values (V_c's lower expectile can dip below 0)
+            ret_c = lambda_return(traj["cost"], self.slow["v_cost"](nxt).clamp(min=0), cont, cfg.gamma, cfg.lam)
+            reach_y = reachability_target(traj["cost"].clamp(0, 1), self.slow["v_reach"](nxt).clamp(0, 1), cont, cfg.gamma)
 
         # -- critics --
         q_r, q_c = self.q_reward(feat, act), self.q_cost(feat, act)

@@ -25,7 +25,8 @@ from vlsafe.config import ConfigError, apply_overrides, from_dict, to_dict
 from vlsafe.data.store import EpisodeStore
 from vlsafe.policy.actor_critic import ImaginationLearner, PolicyConfig, method_config
 from vlsafe.policy.agent import start_states
-from vlsafe.worldmodel.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from vlsafe.runlog import MetricsLog
+from vlsafe.worldmodel.checkpoint import CheckpointError, load_checkpoint, resume_checkpoint, save_checkpoint
 from vlsafe.worldmodel.rssm import WorldModel, WorldModelConfig
 from vlsafe.worldmodel.train import load_world_model
 
@@ -98,13 +99,8 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     opt = learner.make_optimizer()
     rng = np.random.default_rng(cfg.seed)
     step = 0
-    if (out / "checkpoint.json").exists():
-        old = json.loads((out / "checkpoint.json").read_text())
-        if old.get("identity") != ident:
-            diff = [k for k in ident if old.get("identity", {}).get(k) != ident[k]]
-            raise CheckpointError(f"{out}: holds a run with another config or world model (differs in {', '.join(diff)}); "
-                                  f"use another --out")
-        meta = load_checkpoint(out, policy, opt, device)
+    meta = resume_checkpoint(out, ident, policy, opt, device, inputs="world model")
+    if meta is not None:
         learner.load_extra_state(meta["learner"])
         rng.bit_generator.state = meta["start_rng"]
         step = int(meta["step"])
@@ -115,12 +111,13 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     (out / "config.json").write_text(json.dumps({"train": to_dict(cfg), "world_model_run": str(wm_run), "task": task,
                                                  "data": str(store.root), "identity": ident}, indent=1))
     t0 = time.perf_counter()
-    starts = start_states(world, store, seeds)
+    with torch.random.fork_rng(devices=[]):  # the same posterior samples in a fresh and a resumed run
+        torch.manual_seed(cfg.seed)
+        starts = start_states(world, store, seeds)
     starts = {k: v.to(device) for k, v in starts.items()}
     M = len(starts["deter"])
     log(f"  {M} start states from {len(seeds)} training episodes in {time.perf_counter() - t0:.0f}s")
-    writer = _tensorboard(out)
-    metrics_log = open(out / "metrics.jsonl", "a")
+    metrics_log = MetricsLog(out)
     env = None
     t0, step0 = time.perf_counter(), step
     while step < cfg.steps:
@@ -141,12 +138,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
         if step % cfg.log_every == 0 or step == cfg.steps or "eval/Return" in row:
             rate = (step - step0) / (time.perf_counter() - t0)
             row = {"step": step, **row, "perf/steps_per_s": rate}
-            metrics_log.write(json.dumps({k: (v if np.isfinite(v) else None) for k, v in row.items()}) + "\n")
-            metrics_log.flush()
-            if writer:
-                for k, v in row.items():
-                    if k != "step" and np.isfinite(v):
-                        writer.add_scalar(k, v, step)
+            metrics_log.write(row)
             log(f"  step {step}/{cfg.steps} imagined return {row['imag/return']:.2f} cost {row['imag/cost_return']:.3f} "
                 f"p_safe {row['imag/p_safe']:.2f} entropy {row['actor/entropy']:.2f} λ {row['lagrange/lambda']:.2f} "
                 f"{rate:.1f} steps/s, ETA {(cfg.steps - step) / max(rate, 1e-9):.0f}s")
@@ -154,16 +146,6 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
             save_checkpoint(out, policy, opt, {"step": step, "identity": ident, "learner": learner.extra_state(),
                                                "start_rng": rng.bit_generator.state})
     metrics_log.close()
-    if writer:
-        writer.close()
     if env is not None:
         env.close()
     return policy.eval()
-
-
-def _tensorboard(out: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(out / "tb"))

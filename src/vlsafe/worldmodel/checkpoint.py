@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "resume_checkpoint", "CheckpointError"]
 
 
 class CheckpointError(ValueError):
@@ -68,3 +68,18 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     if "rng/torch" in tensors:
         torch.set_rng_state(tensors["rng/torch"].cpu())
     return meta
+
+
+def resume_checkpoint(folder: Path, identity: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      device: str | torch.device = "cpu", inputs: str = "dataset") -> dict[str, Any] | None:
+    """The checkpoint of an interrupted run in `folder` (None when there is none), after checking
+    it was made with the same `identity` (config and `inputs`); a different run is refused."""
+    side = folder / "checkpoint.json"
+    if not side.exists():
+        return None
+    old = json.loads(side.read_text()).get("identity", {})
+    if old != identity:
+        diff = [k for k in identity if old.get(k) != identity[k]]
+        raise CheckpointError(f"{folder}: holds a run with another config or {inputs} (differs in {', '.join(diff)}); "
+                              f"use another --out")
+    return load_checkpoint(folder, model, optimizer, device)

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from vlsafe.config import ConfigError, apply_overrides, from_dict, to_dict
 from vlsafe.data.sampler import SequenceSampler
 from vlsafe.data.store import DatasetError, EpisodeStore, dataset_checksum
-from vlsafe.worldmodel.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from vlsafe.runlog import MetricsLog
+from vlsafe.worldmodel.checkpoint import CheckpointError, load_checkpoint, resume_checkpoint, save_checkpoint
 from vlsafe.worldmodel.rssm import PRESETS, WorldModel, WorldModelConfig
 
 __all__ = ["TrainWMConfig", "resolve_config", "fit", "to_torch", "split_seeds", "load_world_model"]
@@ -133,21 +134,15 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
     train_seeds, held = split_seeds(store, cfg.held_out_every)
     sampler = SequenceSampler(store, cfg.seq_len, cfg.batch_size, seed=cfg.seed, seeds=train_seeds, labels=labels)
     step = 0
-    if (out / "checkpoint.json").exists():
-        old = json.loads((out / "checkpoint.json").read_text())
-        if old.get("identity") != ident:
-            diff = [k for k in ident if old.get("identity", {}).get(k) != ident[k]]
-            raise CheckpointError(f"{out}: holds a run with another config or dataset (differs in {', '.join(diff)}); "
-                                  f"use another --out")
-        meta = load_checkpoint(out, model, opt, device)
+    meta = resume_checkpoint(out, ident, model, opt, device)
+    if meta is not None:
         step = int(meta["step"])
         sampler.rng.bit_generator.state = meta["sampler_rng"]
         log(f"resuming {out} from step {step}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps({"train": to_dict(cfg), "data": str(store.root),
                                                  "held_out_seeds": held, "identity": ident}, indent=1))
-    writer = _tensorboard(out)
-    metrics_log = open(out / "metrics.jsonl", "a")
+    metrics_log = MetricsLog(out)
     amp = device.startswith("cuda")
     t0, step0 = time.perf_counter(), step
     model.train()
@@ -164,12 +159,7 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
             rate = (step - step0) / (time.perf_counter() - t0)
             row = {"step": step, "wm/loss": loss.item(), "wm/grad_norm": grad_norm.item(),
                    **{k: float(v) for k, v in metrics.items()}, "perf/steps_per_s": rate}
-            metrics_log.write(json.dumps(row) + "\n")
-            metrics_log.flush()
-            if writer:
-                for k, v in row.items():
-                    if k != "step":
-                        writer.add_scalar(k, v, step)
+            metrics_log.write(row)
             log(f"  step {step}/{cfg.steps} loss {row['wm/loss']:.2f} (image {row['wm/image_loss']:.1f}, "
                 f"cost {row['wm/cost_loss']:.3f}, kl {row['wm/kl']:.2f}) {rate:.2f} steps/s, "
                 f"ETA {(cfg.steps - step) / max(rate, 1e-9):.0f}s")
@@ -177,15 +167,5 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
             save_checkpoint(out, model, opt, {"step": step, "identity": ident,
                                               "sampler_rng": sampler.rng.bit_generator.state})
     metrics_log.close()
-    if writer:
-        writer.close()
     sampler.close()
     return model.eval()
-
-
-def _tensorboard(out: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(out / "tb"))
