@@ -57,7 +57,7 @@ def test_expectile_regression_finds_upper_and_lower_expectiles():
             opt.step()
         fits[tau] = v.item()
         # the first-order condition of an expectile: τ Σ(x - v)+ = (1 - τ) Σ(v - x)+
-        up, down = (x - v).clamp(min=0).sum(), (v - x).clamp(min=0).sum()
+        up, down = (x - fits[tau]).clamp(min=0).sum(), (fits[tau] - x).clamp(min=0).sum()
         assert float(tau * up) == pytest.approx(float((1 - tau) * down), abs=1e-2)
     assert fits[0.5] == pytest.approx(4.5, abs=1e-3) and fits[0.2] < 4.5 < fits[0.8]
 
