@@ -49,7 +49,7 @@ def _overlay(frame: np.ndarray, p_safe: float, cost_pred: float, cost: float) ->
     bar = int(round(p_safe * (w - 8)))
     cv2.rectangle(img, (4, h - 10), (w - 4, h - 4), (60, 60, 60), -1)
     cv2.rectangle(img, (4, h - 10), (4 + bar, h - 4), (int(255 * (1 - p_safe)), int(255 * p_safe), 0), -1)
-    cv2.putText(img, f"p(safe) {p_safe:.2f}  c^ {cost_pred:.2f}", (4, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+    cv2.putText(img, f"p(safe) {p_safe:.2f} cost {cost_pred:.2f}", (4, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
                 (255, 255, 255), 1, cv2.LINE_AA)
     if cost > 0:  # a real cost at this step: red frame
         cv2.rectangle(img, (0, 0), (w - 1, h - 1), (255, 0, 0), 3)
