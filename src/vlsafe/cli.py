@@ -211,8 +211,6 @@ def _cmd_train_policy(args: argparse.Namespace) -> int:
     over += [f"seed={args.seed}"] if args.seed is not None else []
     cfg = resolve_config(args.method, over)
     wm = Path(args.world_model)
-    if not (wm / "checkpoint.json").exists():
-        raise FileNotFoundError(f"{wm}: not a train-wm run folder (no checkpoint.json)")
     out = args.out or f"runs/policy/{wm.name}__{cfg.policy.method}__s{cfg.seed}"
     print(f"train-policy: {cfg.policy.method}, {cfg.steps} updates, world model {wm} -> {out} on {args.device}", flush=True)
     fit(wm, out, cfg, device=args.device)
@@ -221,7 +219,7 @@ def _cmd_train_policy(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from vlsafe.policy.evaluate import evaluate_policies, format_ci_table
+    from vlsafe.policy.evaluate import evaluate_policies, report_table
 
     if args.episodes < 1:
         raise ValueError(f"--episodes: expected >= 1, got {args.episodes}")
@@ -229,7 +227,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     rep = evaluate_policies(args.runs, episodes=args.episodes, seed_start=args.seed_start, task=args.task,
                             backend=args.backend, variant=args.variant, out=out, videos=not args.no_videos,
                             device=args.device)
-    print(format_ci_table({"/".join(rep["methods"]): rep}))
+    print(report_table(rep))
     print(f"wrote {out}/eval.json, eval.md" + (", best/worst videos" if not args.no_videos else ""))
     return 0
 

@@ -122,12 +122,22 @@ def aggregate(episodes: Iterable[EpisodeMetrics]) -> dict[str, float]:
     return row
 
 
-def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
-    """A Markdown table, one row per name, columns the ten metrics with units."""
+def format_table(rows: Mapping[str, Mapping[str, float]],
+                 intervals: Mapping[str, Mapping[str, tuple[float, float]]] | None = None) -> str:
+    """A Markdown table, one row per name, columns the ten metrics with units; `intervals`
+    (name -> metric -> (lo, hi)) adds ' [lo, hi]' after each value that has one."""
     head = "| | " + " | ".join(f"{m} ({UNITS[m]})" if UNITS[m] else m for m in METRICS) + " | episodes |"
     lines = [head, "|" + "---|" * (len(METRICS) + 2)]
     for name, row in rows.items():
-        cells = ["–" if (isinstance(row[m], float) and math.isnan(row[m])) else f"{row[m]:.3g}" for m in METRICS]
+        cells = []
+        for m in METRICS:
+            v = row[m]
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                cells.append("–")
+                continue
+            lo, hi = (intervals or {}).get(name, {}).get(m, (None, None))
+            has_ci = lo is not None and not math.isnan(lo)
+            cells.append(f"{v:.3g} [{lo:.3g}, {hi:.3g}]" if has_ci else f"{v:.3g}")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {int(row.get('episodes', 1))} |")
     return "\n".join(lines)
 

@@ -208,8 +208,7 @@ class ImaginationLearner(nn.Module):
             cost_return = float(ret_c[0].mean())
             lam = 0.0
             if cfg.lagrangian:
-                lam = self.lagrange.penalty(cost_return)
-                self.lagrange.update(cost_return)
+                lam = self.lagrange.update(cost_return)  # λ_eff of this cost, which becomes λ
                 adv_r = (adv_r - lam * adv_c) / (1 + lam)
             w = vlsafe_weight(p, adv_r, adv_c, cfg.beta1, cfg.beta2, cfg.max_weight)
         dist = self.actor.dist(feat.detach())

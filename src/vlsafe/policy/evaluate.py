@@ -18,10 +18,10 @@ import numpy as np
 from vlsafe.config import from_dict
 from vlsafe.envs.driving_env import DrivingEnv
 from vlsafe.envs.tasks import VARIANTS, TaskConfig, parse_task
-from vlsafe.evaluation.metrics import METRICS, EpisodeMeter, aggregate, to_json
+from vlsafe.evaluation.metrics import METRICS, EpisodeMeter, aggregate, format_table, to_json
 from vlsafe.evaluation.runner import EpisodeRun
 
-__all__ = ["make_env", "simulate", "bootstrap_ci", "evaluate_policies", "format_ci_table"]
+__all__ = ["make_env", "simulate", "bootstrap_ci", "evaluate_policies", "report_table"]
 
 
 def make_env(task: dict[str, Any], name: str | None = None, backend: str | None = None, variant: str = "",
@@ -163,24 +163,14 @@ def evaluate_policies(runs: list[str | Path], episodes: int = 10, seed_start: in
                 p = _write_video(out / f"{name}.mp4", frames)
                 report[f"video_{name}"] = {"path": str(p), "run": run, "seed": seed, "return": ret}
         (out / "eval.json").write_text(json.dumps(_nan_to_none(report), indent=1))
-        (out / "eval.md").write_text(format_ci_table({"/".join(report["methods"]): report}) + "\n")
+        (out / "eval.md").write_text(report_table(report) + "\n")
     return report
 
 
-def format_ci_table(reports: dict[str, dict[str, Any]]) -> str:
-    """Markdown: one row per name, each metric as 'mean [lo, hi]'."""
-    head = "| | " + " | ".join(METRICS) + " | episodes |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
-    for name, rep in reports.items():
-        row, ci = rep["metrics"], rep["ci95"]
-        cells = []
-        for m in METRICS:
-            v = row[m]
-            lo, hi = ci[m]
-            cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else
-                         f"{v:.3g} [{lo:.3g}, {hi:.3g}]" if lo is not None and not math.isnan(lo) else f"{v:.3g}")
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {int(row['episodes'])} |")
-    return "\n".join(lines)
+def report_table(report: dict[str, Any]) -> str:
+    """The pooled row of an evaluation report, each metric as 'mean [lo, hi]'."""
+    name = "/".join(report["methods"])
+    return format_table({name: report["metrics"]}, intervals={name: report["ci95"]})
 
 
 def _nan_to_none(x):

@@ -23,8 +23,10 @@ from torch import nn
 
 from vlsafe.config import ConfigError, apply_overrides, from_dict, to_dict
 from vlsafe.data.store import EpisodeStore
+from vlsafe.evaluation.metrics import aggregate
 from vlsafe.policy.actor_critic import ImaginationLearner, PolicyConfig, method_config
 from vlsafe.policy.agent import start_states
+from vlsafe.policy.evaluate import make_env, simulate
 from vlsafe.runlog import MetricsLog
 from vlsafe.worldmodel.checkpoint import CheckpointError, load_checkpoint, resume_checkpoint, save_checkpoint
 from vlsafe.worldmodel.rssm import WorldModel, WorldModelConfig
@@ -125,12 +127,8 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
         row: dict[str, float] = learner.update(world, {k: v[idx] for k, v in starts.items()}, opt)
         step += 1
         if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-            from vlsafe.policy.evaluate import make_env, simulate
-
             env = env or make_env(task)
             runs = simulate(policy, env, range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_episodes), device=device)
-            from vlsafe.evaluation.metrics import aggregate
-
             agg = aggregate([r.metrics for r in runs])
             row.update({f"eval/{k}": v for k, v in agg.items() if k != "episodes"})
             log(f"  step {step}: eval over {cfg.eval_episodes} episodes: return {agg['Return']:.1f}, "
