@@ -150,8 +150,10 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 def _cmd_collect(args: argparse.Namespace) -> int:
     from vlsafe.data.collect import collect, with_preset
 
-    fields = {"task": args.task, "backend": args.backend, "mixture": args.mixture, "seed_start": args.seed_start,
+    fields = {"task": args.task, "backend": args.backend, "seed_start": args.seed_start,
               "workers": args.workers, "bev_size": args.bev_size, "task_overrides": tuple(args.set)}
+    if args.mixture:
+        fields["mixture"] = args.mixture
     if args.steps or args.episodes:  # an explicit size replaces the preset's
         fields.update(steps=args.steps or 0, episodes=args.episodes or 0)
     cfg = with_preset(args.preset, **fields)
@@ -226,9 +228,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out = args.out or str(Path(args.runs[0]) / "eval")
     rep = evaluate_policies(args.runs, episodes=args.episodes, seed_start=args.seed_start, task=args.task,
                             backend=args.backend, variant=args.variant, out=out, videos=not args.no_videos,
-                            device=args.device)
+                            device=args.device, greedy=not getattr(args, "sampled", False),
+                            actor=getattr(args, "actor", "policy"))
     print(report_table(rep))
     print(f"wrote {out}/eval.json, eval.md" + (", best/worst videos" if not args.no_videos else ""))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from vlsafe.policy.compare import compare_reports, load_report
+
+    reports = [load_report(p) for p in args.evals]
+    print(compare_reports(reports, [m.strip() for m in args.metrics.split(",") if m.strip()]))
     return 0
 
 
@@ -281,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--preset", default="tiny", help="dataset size: tiny (tests/demo), small (~50k steps), full (~500k)")
     c.add_argument("--steps", type=int, help="collect until this many steps (overrides the preset)")
     c.add_argument("--episodes", type=int, help="collect exactly this many episodes (overrides the preset)")
-    c.add_argument("--mixture", default="expert:0.6,noisy:0.3,reckless:0.1")
+    c.add_argument("--mixture", help="behaviour:weight,... (default: CollectConfig.mixture, expert:0.5,noisy:0.25,reckless:0.25)")
     c.add_argument("--seed-start", type=int, default=0)
     c.add_argument("--workers", type=int, default=1)
     c.add_argument("--bev-size", type=int, default=64)
@@ -331,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tp = sub.add_parser("train-policy", help="learn a policy in the imagination of a trained world model")
     tp.add_argument("world_model", help="train-wm run folder (its dataset gives the start states and the task)")
-    tp.add_argument("--method", default="vl-safe", help="vl-safe, dreamer-offline, lagrangian, fosp")
+    tp.add_argument("--method", default="vl-safe", help="vl-safe, dreamer-offline, lagrangian, fosp, bc")
     tp.add_argument("--steps", type=int, help="actor-critic updates (default: the config's)")
     tp.add_argument("--seed", type=int, help="training seed (default 0)")
     tp.add_argument("--out", help="run folder (default runs/policy/<world model>__<method>__s<seed>); resumed if it exists")
@@ -342,8 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="trained policies in the simulator: the ten metrics with 95%% CIs and videos")
     ev.add_argument("runs", nargs="+", help="train-policy run folders (pooled: e.g. one method's seeds)")
-    ev.add_argument("--episodes", type=int, default=10, help="episodes per run (the same seeds for every run)")
-    ev.add_argument("--seed-start", type=int, default=500, help="first episode seed")
+    ev.add_argument("--episodes", type=int, default=20, help="episodes per run (the same seeds for every run)")
+    ev.add_argument("--seed-start", type=int, default=700,
+                    help="first episode seed (default 700: reported seeds; train-policy tunes on 500+)")
+    ev.add_argument("--actor", default="policy", choices=["policy", "behaviour"],
+                    help="drive the learned actor, or each run's behaviour head π̂_b (behaviour cloning)")
+    ev.add_argument("--sampled", action="store_true", help="sample actions instead of the greedy mode")
     ev.add_argument("--task", help="another task (NAME or NAME:VARIANT) than the policy's own")
     ev.add_argument("--backend", help="another backend than the policy's own")
     ev.add_argument("--variant", default="", help="shift variant: sparse, dense, unseen")
@@ -351,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-videos", action="store_true")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(fn=_cmd_eval)
+
+    cp = sub.add_parser("compare", help="paired differences between evaluations of the same episode seeds")
+    cp.add_argument("evals", nargs="+", help="eval folders or eval.json files; each is compared with the first")
+    cp.add_argument("--metrics", default="Return,Cost,AR,CR", help="comma-separated metrics (default %(default)s)")
+    cp.set_defaults(fn=_cmd_compare)
 
     m = sub.add_parser("demo", help="the whole pipeline on a small default (grows with each stage)")
     m.add_argument("--out", default="runs/demo")

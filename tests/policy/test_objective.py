@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -9,7 +11,9 @@ from vlsafe.policy.objective import (
     AugmentedLagrangian,
     PercentileNorm,
     expectile_loss,
-    lambda_return,
+    ScaleNorm,
+    discounted_returns,
+    extraction_target,
     reachability_target,
     vlsafe_weight,
 )
@@ -32,17 +36,11 @@ def test_weight_is_clipped_without_overflow():
     assert torch.isfinite(w).all() and torch.equal(w, torch.tensor([20.0, 20.0]))
 
 
-def test_lambda_return_by_hand():
-    r = torch.tensor([[1.0], [2.0], [3.0]])
-    v = torch.tensor([[10.0], [20.0], [30.0]])
-    c = torch.tensor([[1.0], [0.5], [1.0]])
-    g, lam = 0.9, 0.8
-    r2 = 3 + g * 1.0 * 30
-    r1 = 2 + g * 0.5 * ((1 - lam) * 20 + lam * r2)
-    r0 = 1 + g * 1.0 * ((1 - lam) * 10 + lam * r1)
-    torch.testing.assert_close(lambda_return(r, v, c, g, lam), torch.tensor([[r0], [r1], [r2]]))
-    # λ = 0: one-step TD targets
-    torch.testing.assert_close(lambda_return(r, v, c, g, 0.0), r + g * c * v)
+def test_discounted_returns_by_hand_and_cut_at_termination():
+    r = np.array([1.0, 2.0, 3.0, 4.0])
+    done = np.array([False, True, False, False])
+    g = 0.5
+    np.testing.assert_allclose(discounted_returns(r, done, g), [1 + g * 2, 2, 3 + g * 4, 4])
 
 
 def test_expectile_regression_finds_upper_and_lower_expectiles():
@@ -83,3 +81,30 @@ def test_percentile_norm_scale_never_below_one():
     assert norm.update(torch.linspace(0, 0.1, 101)) == 1.0
     assert norm.update(torch.linspace(0, 100, 101)) == pytest.approx(90.0, rel=1e-4)
     assert not math.isnan(norm.scale)
+
+
+def test_scale_norm_has_a_small_floor_and_no_floor_at_one():
+    norm = ScaleNorm(floor=0.02, decay=0.0)
+    assert norm.update(0.001) == 0.02  # a cost signal ~0 everywhere is not blown up to unit size
+    assert norm.update(0.3) == pytest.approx(0.3)  # ... but a real one below 1 is kept (the old floor was 1)
+
+
+def test_extraction_target_is_the_behaviour_when_the_weight_is_flat():
+    g = torch.Generator().manual_seed(0)
+    log_b = torch.log_softmax(torch.randn(8, 15, generator=g), -1)
+    torch.testing.assert_close(extraction_target(log_b, torch.ones(8, 15)), log_b)
+    # β1 = β2 = 0 gives w ≡ 1 whatever the advantages and p(s)
+    w = vlsafe_weight(torch.rand(8, 1, generator=g), torch.randn(8, 15, generator=g), torch.randn(8, 15, generator=g),
+                      0.0, 0.0, 20.0)
+    torch.testing.assert_close(extraction_target(log_b, w), log_b)
+
+
+def test_cost_advantage_moves_mass_only_where_the_state_is_unsafe():
+    log_b = torch.log_softmax(torch.zeros(2, 15), -1)  # a uniform behaviour
+    adv_r = torch.zeros(2, 15)
+    adv_c = torch.zeros(2, 15)
+    adv_c[:, 4] = -1.0  # action 4 leads to less cost than the behaviour's average
+    p = torch.tensor([[1.0], [0.0]])  # state 0 looks safe, state 1 unsafe
+    target = extraction_target(log_b, vlsafe_weight(p, adv_r, adv_c, 2.0, 2.0, 20.0)).exp()
+    torch.testing.assert_close(target[0], log_b[0].exp())  # p = 1: the cost advantage has no say
+    assert target[1, 4] > 5 * target[1, 0]  # p = 0: e^{2} times the mass of any other action

@@ -5,10 +5,14 @@ and the reward/cost received on arriving there; `is_first` marks an episode's re
 observation, `is_terminal` a termination. Only the image chunks a sequence touches are read
 and decompressed; the small per-step arrays of all episodes are held in memory.
 
-By default a sequence stays inside one episode. Episodes shorter than the sequence (a crash
-after 20 steps) are not dropped - they carry the rare collision data - but padded at the end,
-with `valid` False on the padding. With `cross_episodes=True` a sequence may run on into the
-next episode instead, as DreamerV3's replay does.
+By default a sequence stays inside one episode and every step of every episode is equally
+likely to be trained on (`windows="uniform"`): a window may start before the episode's first step
+or run past its last, the part outside padded with `valid` False. Windows that had to fit inside
+the episode (`windows="inside"`, the earlier sampler, kept for ablations) see an episode's last
+step - where a crash is - in one window out of ~64 for a middle step. `focus` > 0 additionally
+draws that fraction of windows around "unsafe" steps (a cost within `focus_steps` ahead, or a VLM
+p(safe) below 0.5), at a uniform position in the window. With `cross_episodes=True` a sequence may
+run on into the next episode instead, as DreamerV3's replay does.
 """
 
 from __future__ import annotations
@@ -27,11 +31,17 @@ __all__ = ["SequenceSampler"]
 class SequenceSampler:
     def __init__(self, store: EpisodeStore, length: int = 64, batch_size: int = 16, seed: int = 0,
                  cross_episodes: bool = False, keys: tuple[str, ...] = ("bev",), max_open_files: int = 128,
-                 seeds: list[int] | None = None, labels: dict[int, np.ndarray] | None = None):
+                 seeds: list[int] | None = None, labels: dict[int, np.ndarray] | None = None,
+                 windows: str = "uniform", focus: float = 0.0, focus_steps: int = 10):
         """`seeds` restricts sampling to those episodes (a train/held-out split); `labels` maps an
         episode seed to per-observation p(safe) (T+1,), returned as `p_safe` aligned with `bev`."""
         if length < 1 or batch_size < 1:
             raise ValueError(f"length and batch_size must be >= 1, got {length}, {batch_size}")
+        if windows not in ("uniform", "inside"):
+            raise ValueError(f"windows: expected uniform or inside, got {windows!r}")
+        if not 0.0 <= focus < 1.0 or focus_steps < 0:
+            raise ValueError(f"focus must be in [0, 1) and focus_steps >= 0, got {focus}, {focus_steps}")
+        self.mode, self.focus = windows, focus
         self.store, self.length, self.batch_size = store, length, batch_size
         self.cross, self.keys = cross_episodes, keys
         self.rng = np.random.default_rng(seed)
@@ -59,8 +69,19 @@ class SequenceSampler:
             raise DatasetError(f"{store.root}: the dataset has no episodes")
         self.steps = np.array([len(s["reward"]) for s in self.small])  # T+1 Dreamer steps per episode
         self.offsets = np.concatenate([[0], np.cumsum(self.steps)])
-        # windows per episode: every start whose window ends inside it (at least one if shorter)
-        self.windows = np.maximum(self.steps - length + 1, 1)
+        if self.mode == "uniform":  # starts -(L-1) .. T: each of the T+1 steps lies in exactly L windows
+            self.windows = self.steps + length - 1
+        else:  # every start whose window ends inside the episode (at least one if shorter)
+            self.windows = np.maximum(self.steps - length + 1, 1)
+        # global indices of "unsafe" steps: a cost within focus_steps ahead, or p(safe) < 0.5
+        unsafe = []
+        for i, small in enumerate(self.small):
+            near = np.convolve((small["cost"] > 0).astype(float), np.ones(focus_steps + 1), "full")[focus_steps:]
+            flag = near > 0
+            if "p_safe" in small:
+                flag |= small["p_safe"] < 0.5
+            unsafe.append(self.offsets[i] + np.flatnonzero(flag))
+        self.unsafe = np.concatenate(unsafe) if unsafe else np.zeros(0, np.int64)
 
     @staticmethod
     def _dreamer_layout(small: dict[str, np.ndarray], T: int) -> dict[str, np.ndarray]:
@@ -121,13 +142,27 @@ class SequenceSampler:
                 i, start = i + 1, 0
             if need > 0:
                 parts.append(self._padding(parts[0], need))
-        else:
+        elif self.mode == "inside":
             i = int(self.rng.choice(len(self.seeds), p=self.windows / self.windows.sum()))
             start = int(self.rng.integers(0, self.windows[i]))
             n = min(L, self.steps[i] - start)
             parts = [self._piece(i, start, n)]
             if n < L:
                 parts.append(self._padding(parts[0], L - n))
+        else:
+            if self.focus and len(self.unsafe) and self.rng.random() < self.focus:
+                g = int(self.unsafe[self.rng.integers(0, len(self.unsafe))])
+                i = int(np.searchsorted(self.offsets, g, side="right") - 1)
+                start = g - int(self.offsets[i]) - int(self.rng.integers(0, L))
+            else:
+                i = int(self.rng.choice(len(self.seeds), p=self.windows / self.windows.sum()))
+                start = int(self.rng.integers(0, self.windows[i])) - (L - 1)
+            lo, hi = max(start, 0), min(start + L, int(self.steps[i]))
+            parts = [self._piece(i, lo, hi - lo)]
+            if lo > start:
+                parts.insert(0, self._padding(parts[0], lo - start))
+            if start + L > hi:
+                parts.append(self._padding(parts[0], start + L - hi))
         if len(parts) == 1:
             return parts[0]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -73,6 +73,7 @@ class DrivingEnv(gym.Env):
         self._waypoints = 0
         self._distance = 0.0
         self._was_colliding = False
+        self._crash_step: int | None = None  # step of the first terminating event
         self._map_seed = map_seed
         info = self._info_common(safety_signals(self._vehicles, self._lanes))
         info.update(map_seed=map_seed, episode_seed=episode_seed)
@@ -107,9 +108,12 @@ class DrivingEnv(gym.Env):
         reward = float(sum(r_terms.values()))
         cost = float(max(c_terms.values()))
 
-        terminated = bool(events.arrived
-                          or (events.collision and self.config.terminate_on_collision)
-                          or (events.off_road and self.config.terminate_on_off_road))
+        crash = ((events.collision and self.config.terminate_on_collision)
+                 or (events.off_road and self.config.terminate_on_off_road))
+        if crash and self._crash_step is None:
+            self._crash_step = self._steps
+        after = None if self._crash_step is None else self._steps - self._crash_step
+        terminated = bool(events.arrived or (after is not None and after >= self.config.steps_after_crash))
         truncated = bool(not terminated and self._steps >= self.config.max_steps)
         info = self._info_common(safety)
         info.update(cost=cost, cost_terms=c_terms, reward_terms=r_terms, collision=bool(events.collision),

@@ -61,12 +61,22 @@ class TaskConfig:
     cost: CostConfig = field(default_factory=CostConfig)
     terminate_on_collision: bool = True
     terminate_on_off_road: bool = True
+    # Steps driven on after the first terminating event (collision / leaving the road) before the
+    # episode ends; 0 ends it at once. Datasets use > 0 so that unsafe frames are a few percent of
+    # the data instead of one frame per crash; evaluation always ends at once (`for_evaluation`).
+    steps_after_crash: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.traffic_density <= 1.0:
             raise ConfigError(f"traffic_density: expected 0..1 vehicles per 10 m of lane, got {self.traffic_density}")
         if self.num_maps < 1 or self.max_steps < 1:
             raise ConfigError(f"num_maps and max_steps must be >= 1, got {self.num_maps}, {self.max_steps}")
+        if self.steps_after_crash < 0:
+            raise ConfigError(f"steps_after_crash: expected >= 0, got {self.steps_after_crash}")
+
+    def for_evaluation(self) -> "TaskConfig":
+        """The task as policies are scored on it: an episode ends at its first collision/road exit."""
+        return dataclasses.replace(self, steps_after_crash=0)
 
     @property
     def name(self) -> str:

@@ -1,29 +1,45 @@
-"""VL-SAFE's actor-critic, learned only in the imagination of a frozen world model (PAPER.md).
+"""VL-SAFE's actor-critic, learned offline from a dataset and a frozen world model (PAPER.md).
 
-One update, top to bottom (`ImaginationLearner.update`):
+The actor is *extracted* from the data's behaviour, never free of it:
 
-1. imagine `horizon` steps from posterior start states of dataset sequences with the actor;
-   the world model predicts reward r̂, cost ĉ, p̂(safe) and continue for every imagined state;
-2. critics: Q_r, Q_c regress λ-returns of r̂ and ĉ (bootstrapped by slow target V's); V_r is the
-   upper expectile τ of Q_r and V_c the lower expectile 1-τ of Q_c: both the value of the best
-   actions the policy takes (FOSP's expectile V);
-3. advantages A_r = Q_r - V_r, A_c = Q_c - V_c, divided by a 5-95 percentile EMA of the returns;
-4. actor: weighted log-likelihood of its own imagined actions with
-   w = p(s)·exp(β1·A_r) + (1-p(s))·exp(-β2·A_c), clipped, plus an entropy bonus.
+    π*(a|s) ∝ π̂_b(a|s) · w(s,a),   w = p(s)·exp(β1·A_r(s,a)) + (1 − p(s))·exp(−β2·A_c(s,a))
+
+One update (`ImaginationLearner.update`), top to bottom:
+
+1. states: a batch of dataset posterior states (with the recorded action, the real reward and
+   cost that followed, and the next state), plus states imagined `horizon` steps ahead from them
+   under the actor (the states the car drifts into when it drives itself);
+2. behaviour head π̂_b: cross-entropy on the dataset's actions;
+3. critics Q(s,a) = (Q_r, Q_c, Q_h) for every candidate action (the 15 discrete actions, or
+   actions sampled from π̂_b): targets from one-step imagined branches r̂ + γ·cont·V(s'_a) on all
+   states, and (`in_sample`) from the dataset's own transitions r + γ(1 − d)·V(s') with real
+   rewards and costs. Returns are divided by fixed scales measured on the dataset (a collision
+   costs −30·|v| ≈ −390, an ordinary step ~+1). V_r is an upper and V_c a *pessimistic* (upper)
+   expectile of Q over the behaviour's actions, V_h the π̂_b-mean of the reachability Q_h;
+4. advantages A = Q(s,a) − E_{π̂_b}[Q(s,·)]: zero-mean under the behaviour in every state, so
+   the baseline never shifts the p(s) mix; A_r and A_c each divided by its own EMA scale;
+5. the actor matches π* exactly (cross-entropy over the candidates), on dataset and imagined
+   states. π̂_b is fitted for the first `bc_steps` updates, then frozen; the actor starts as its copy.
 
 `safety` says where p(s) comes from, and is what separates the methods sharing this code:
 
-| method            | p(s)                                   | Lagrangian |
-|-------------------|----------------------------------------|------------|
-| `vl-safe`         | the world model's safety head (the VLM) | off (switch) |
-| `dreamer-offline` | ≡ 1: reward-only advantage weighting    | off        |
-| `lagrangian`      | ≡ 1                                    | on: A_r ← (A_r - λ A_c)/(1+λ) |
-| `fosp`            | 1 - V_h(s), a reachability critic of ĉ  | off        |
+| method            | p(s)                                    | Lagrangian |
+|-------------------|-----------------------------------------|------------|
+| `vl-safe`         | the world model's safety head (the VLM)  | off (switch) |
+| `dreamer-offline` | ≡ 1: reward-only advantage weighting     | off        |
+| `lagrangian`      | ≡ 1                                     | on: A_r ← (A_r − λ A_c)/(1+λ) |
+| `fosp`            | 1 − V_h(s), a reachability critic of ĉ   | off        |
+| `bc`              | β1 = β2 = 0: π* = π̂_b (behaviour cloning) | off        |
+
+Ablation switches (one each): `anchor=self` (π* ∝ π_actor·w, the earlier extraction that drifts
+away from the data), `in_sample=false` (critics from imagined branches only), `adv_norm=shared`
+(the earlier scaling: batch-centred, both divided by a return spread floored at 1).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,8 +50,9 @@ from vlsafe.config import ConfigError
 from vlsafe.policy.objective import (
     AugmentedLagrangian,
     PercentileNorm,
+    ScaleNorm,
     expectile_loss,
-    lambda_return,
+    extraction_target,
     reachability_target,
     vlsafe_weight,
 )
@@ -48,36 +65,44 @@ __all__ = ["PolicyConfig", "METHODS", "Actor", "ImaginationLearner", "method_con
 class PolicyConfig:
     method: str = "vl-safe"
     safety: str = "vlm"  # where p(s) comes from: vlm (safety head), reachability (1 - V_h), none (p ≡ 1)
-    lagrangian: bool = False  # augmented-Lagrangian penalty on imagined cost above cost_limit
-    horizon: int = 15
+    lagrangian: bool = False  # augmented-Lagrangian penalty on the actor's cost above cost_limit
+    anchor: str = "behaviour"  # π* ∝ π̂_b·w ("behaviour"), or π_actor·w ("self": the earlier extraction, ablation)
+    in_sample: bool = True  # critics also regress the dataset's real rewards and costs
+    adv_norm: str = "separate"  # A_r and A_c each on its own scale ("separate") or the earlier "shared" scaling
+    horizon: int = 5  # imagined steps under the actor; the actor and critics learn on those states too
     discount_horizon: float = 100.0  # γ = 1 - 1/discount_horizon
-    lam: float = 0.95  # λ of the λ-returns
-    expectile: float = 0.8  # τ of V_r; V_c uses 1 - τ
-    advantage: str = "return"  # A = R^λ - V(s) ("return", DreamerV3) or Q(s,a) - V(s) ("q", FOSP/IQL); see README
-    beta1: float = 3.0  # inverse temperature of the reward advantage
-    beta2: float = 3.0  # inverse temperature of the cost advantage
+    expectile: float = 0.7  # τ of V_r and V_c over the behaviour's actions (V_c upper: pessimistic)
+    beta1: float = 2.0  # inverse temperature of the (normalised) reward advantage
+    beta2: float = 2.0  # inverse temperature of the (normalised) cost advantage
     max_weight: float = 20.0
-    entropy: float = 3e-3
+    adv_floor: float = 0.02  # floor of each advantage scale, in units of the dataset's return scale
+    bc_steps: int = 1000  # updates that fit π̂_b (and the critics) before it is frozen and the actor starts as its copy
+    samples: int = 16  # continuous actions: candidate actions drawn from π̂_b per state
     unimix: float = 0.01  # uniform mixing of the discrete actor
-    hidden: int = 128
+    hidden: int = 256
     layers: int = 2
     actor_lr: float = 3e-4
+    behaviour_lr: float = 1e-3
     critic_lr: float = 3e-4
     grad_clip: float = 100.0
     slow_critic: float = 0.02  # rate of the target V's EMA
-    cost_limit: float = 0.01  # per imagined discounted cost return from a start state
+    cost_limit: float = 0.1  # on the actor's discounted cost return (one-step look-ahead of Q_c)
     lagrange_mu: float = 1.0
     lagrange_mu_growth: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.safety not in ("vlm", "reachability", "none"):
             raise ConfigError(f"policy.safety: expected vlm, reachability or none, got {self.safety!r}")
-        if not 0 < self.expectile < 1 or not 0 <= self.lam <= 1 or self.discount_horizon < 1:
-            raise ConfigError("policy: need 0 < expectile < 1, 0 <= lam <= 1 and discount_horizon >= 1")
-        if self.advantage not in ("q", "return"):
-            raise ConfigError(f"policy.advantage: expected q or return, got {self.advantage!r}")
-        if self.horizon < 1 or self.max_weight <= 1:
-            raise ConfigError("policy: need horizon >= 1 and max_weight > 1")
+        if self.anchor not in ("behaviour", "self"):
+            raise ConfigError(f"policy.anchor: expected behaviour or self, got {self.anchor!r}")
+        if self.adv_norm not in ("separate", "shared"):
+            raise ConfigError(f"policy.adv_norm: expected separate or shared, got {self.adv_norm!r}")
+        if not 0 < self.expectile < 1 or self.discount_horizon < 1:
+            raise ConfigError("policy: need 0 < expectile < 1 and discount_horizon >= 1")
+        if self.horizon < 0 or self.max_weight <= 1 or self.bc_steps < 0 or self.samples < 1:
+            raise ConfigError("policy: need horizon >= 0, max_weight > 1, bc_steps >= 0 and samples >= 1")
+        if self.beta1 < 0 or self.beta2 < 0 or self.adv_floor <= 0:
+            raise ConfigError("policy: need beta1, beta2 >= 0 and adv_floor > 0")
 
     @property
     def gamma(self) -> float:
@@ -89,6 +114,7 @@ METHODS: dict[str, dict] = {
     "dreamer-offline": dict(safety="none", lagrangian=False),
     "lagrangian": dict(safety="none", lagrangian=True),
     "fosp": dict(safety="reachability", lagrangian=False),
+    "bc": dict(safety="none", lagrangian=False, beta1=0.0, beta2=0.0),
 }
 
 
@@ -114,6 +140,10 @@ class Actor(nn.Module):
         mean, std = out.chunk(2, -1)
         return torch.distributions.Independent(torch.distributions.Normal(torch.tanh(mean), 0.1 + 0.9 * torch.sigmoid(std)), 1)
 
+    def log_probs(self, feat: torch.Tensor) -> torch.Tensor:
+        """Discrete: log π(a|s) of every action, (..., A)."""
+        return self.dist(feat).probs.log()
+
     def sample(self, feat: torch.Tensor) -> torch.Tensor:
         a = self.dist(feat).sample()
         return a if self.discrete else a.clamp(-1, 1)
@@ -125,117 +155,212 @@ class Actor(nn.Module):
         return d.mean
 
 
-class _Value(nn.Module):
-    def __init__(self, inp: int, hidden: int, layers: int):
-        super().__init__()
-        self.net = mlp(inp, hidden, 1, layers)
-
-    def forward(self, *x: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat(x, -1) if len(x) > 1 else x[0])[..., 0]
-
-
 class ImaginationLearner(nn.Module):
-    """Actor, Q/V critics for reward and cost, the reachability critic and their slow targets."""
+    """Actor, behaviour head π̂_b, critics Q = (Q_r, Q_c, Q_h) and V = (V_r, V_c, V_h), slow V."""
 
     def __init__(self, cfg: PolicyConfig, feat: int, action_dim: int, discrete: bool):
         super().__init__()
         self.cfg = cfg
         h, n = cfg.hidden, cfg.layers
         self.actor = Actor(feat, action_dim, discrete, h, n, cfg.unimix)
-        self.q_reward, self.v_reward = _Value(feat + action_dim, h, n), _Value(feat, h, n)
-        self.q_cost, self.v_cost = _Value(feat + action_dim, h, n), _Value(feat, h, n)
-        self.v_reach = _Value(feat, h, n)
-        self.slow = nn.ModuleDict({"v_reward": copy.deepcopy(self.v_reward), "v_cost": copy.deepcopy(self.v_cost),
-                                   "v_reach": copy.deepcopy(self.v_reach)})
-        for p in self.slow.parameters():
-            p.requires_grad_(False)
-        self.norm_reward, self.norm_cost = PercentileNorm(), PercentileNorm()
+        self.behaviour = Actor(feat, action_dim, discrete, h, n, cfg.unimix)
+        self.q = mlp(feat + action_dim, h, 3, n)
+        self.v = mlp(feat, h, 3, n)
+        self.slow_v = copy.deepcopy(self.v).requires_grad_(False)
+        # fixed return scales of the dataset (reward, cost), set once by `set_scales` and saved
+        self.register_buffer("scales", torch.ones(2))
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        floor = cfg.adv_floor
+        self.norm_reward, self.norm_cost = ScaleNorm(floor), ScaleNorm(floor)
+        self.legacy_reward, self.legacy_cost = PercentileNorm(), PercentileNorm()
         self.lagrange = AugmentedLagrangian(cfg.cost_limit, mu=cfg.lagrange_mu, mu_growth=cfg.lagrange_mu_growth)
 
-    def critic_parameters(self) -> list[nn.Parameter]:
-        return [p for name, p in self.named_parameters() if not name.startswith(("actor.", "slow."))]
+    @property
+    def discrete(self) -> bool:
+        return self.actor.discrete
+
+    def set_scales(self, reward: float, cost: float) -> None:
+        self.scales.copy_(torch.tensor([reward, cost], dtype=self.scales.dtype))
 
     def make_optimizer(self) -> torch.optim.Optimizer:
+        critic = list(self.q.parameters()) + list(self.v.parameters())
         return torch.optim.AdamW([{"params": list(self.actor.parameters()), "lr": self.cfg.actor_lr},
-                                  {"params": self.critic_parameters(), "lr": self.cfg.critic_lr}], eps=1e-5)
+                                  {"params": list(self.behaviour.parameters()), "lr": self.cfg.behaviour_lr},
+                                  {"params": critic, "lr": self.cfg.critic_lr}], eps=1e-5)
+
+    # -- candidate actions and their prior ----------------------------------------------------------
+    def candidates(self, feat: torch.Tensor, policy: Actor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, K, A) candidate actions at each state and their log prior (N, K) under `policy`:
+        all 15 discrete actions with log π(a|s), or K samples from π with the uniform 1/K."""
+        N, A = feat.shape[0], self.actor.action_dim
+        if self.discrete:
+            eye = torch.eye(A, device=feat.device).expand(N, A, A)
+            return eye, policy.log_probs(feat)
+        acts = policy.dist(feat).sample((self.cfg.samples,)).clamp(-1, 1).transpose(0, 1)
+        return acts, torch.full(acts.shape[:2], -math.log(self.cfg.samples), device=feat.device)
+
+    def q_values(self, feat: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        """Q(s, a_k) for every candidate: (N, K, 3) = (Q_r, Q_c, Q_h)."""
+        K = acts.shape[1]
+        return self.q(torch.cat([feat[:, None].expand(-1, K, -1), acts], -1))
 
     def p_safe(self, world_model: WorldModel, feat: torch.Tensor) -> torch.Tensor:
         """p(s) of the method: the VLM safety head, feasibility 1 - V_h, or 1."""
         if self.cfg.safety == "vlm":
-            return torch.sigmoid(world_model.safety_head(feat)[..., 0])
+            return world_model.p_safe(feat)
         if self.cfg.safety == "reachability":
-            return (1 - self.v_reach(feat)).clamp(0, 1)
+            return (1 - self.v(feat)[..., 2]).clamp(0, 1)
         return torch.ones(feat.shape[:-1], device=feat.device)
 
-    def update(self, world_model: WorldModel, start: dict[str, torch.Tensor],
+    # -- one update ---------------------------------------------------------------------------------
+    def update(self, world_model: WorldModel, batch: dict[str, torch.Tensor], nxt: dict[str, torch.Tensor],
                optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        """`batch`: dataset states (deter, stoch) with `action`, `reward`, `cost`, `done`, `has_next`;
+        `nxt`: the posterior states that followed them (used where `has_next`)."""
         cfg = self.cfg
+        g = cfg.gamma
+        actor_on = int(self.updates) >= cfg.bc_steps
+        if int(self.updates) == cfg.bc_steps:  # the actor starts as the behaviour it re-weights
+            self.actor.load_state_dict(self.behaviour.state_dict())
+        N = batch["deter"].shape[0]
         with torch.no_grad():
-            traj = world_model.imagine(start, self.actor.sample, cfg.horizon)
-        traj["cost"] = traj["cost"].clamp(min=0)  # the two-hot mean can dip below 0; a cost cannot
-        feat, act = traj["feat"][:-1], traj["action"]  # s_0..s_{H-1} and the actions taken there
-        nxt, cont = traj["feat"][1:], traj["cont"]
-        with torch.no_grad():
-            # weight[t] = Π_{k<t} γ·cont_k: imagined steps after a predicted episode end count less
-            weight = torch.cumprod(torch.cat([torch.ones_like(cont[:1]), cfg.gamma * cont[:-1]]), 0)
-            ret_r = lambda_return(traj["reward"], self.slow["v_reward"](nxt), cont, cfg.gamma, cfg.lam)
-            # costs are never negative, so neither are their values (V_c's lower expectile can dip below 0)
-            ret_c = lambda_return(traj["cost"], self.slow["v_cost"](nxt).clamp(min=0), cont, cfg.gamma, cfg.lam)
-            reach_y = reachability_target(traj["cost"].clamp(0, 1), self.slow["v_reach"](nxt).clamp(0, 1), cont, cfg.gamma)
+            data_feat = world_model.feat(batch)
+            states = {"deter": batch["deter"], "stoch": batch["stoch"]}
+            if cfg.horizon and actor_on:
+                traj = world_model.imagine(states, self.actor.sample, cfg.horizon)
+                pick = torch.randint(0, cfg.horizon * N, (N,), device=data_feat.device)
+                states = {k: torch.cat([states[k], traj[k][1:].flatten(0, 1)[pick]]) for k in states}
+            feat = world_model.feat(states)
+            M = feat.shape[0]
+            # candidate actions under the behaviour, and one imagined step for each
+            acts, log_b = self.candidates(feat, self.behaviour)
+            K = acts.shape[1]
+            rep = {k: v.repeat_interleave(K, 0) for k, v in states.items()}
+            branch = world_model.img_step(rep, acts.flatten(0, 1))
+            bfeat = world_model.feat(branch)
+            heads = world_model.heads(bfeat)
+            v_next = self.slow_v(bfeat).view(M, K, 3)
+            cont = heads["cont"].view(M, K)
+            r_hat, c_hat = heads["reward"].view(M, K) / self.scales[0], heads["cost"].view(M, K) / self.scales[1]
+            target = torch.stack([r_hat + g * cont * v_next[..., 0],
+                                  c_hat + g * cont * v_next[..., 1].clamp(min=0),
+                                  reachability_target(heads["cost"].view(M, K).clamp(0, 1),
+                                                      v_next[..., 2].clamp(0, 1), cont, g)], -1)
+            if cfg.in_sample:  # the data's own transitions, real reward and cost
+                nfeat = world_model.feat(nxt)
+                vn = self.slow_v(nfeat)
+                alive = (~batch["done"]).float() * g
+                data_target = torch.stack([batch["reward"] / self.scales[0] + alive * vn[:, 0],
+                                           batch["cost"] / self.scales[1] + alive * vn[:, 1].clamp(min=0),
+                                           torch.maximum(batch["cost"].clamp(0, 1), alive * vn[:, 2].clamp(0, 1))], -1)
+                data_act = self._action_input(batch["action"])
+
+        # -- behaviour head π̂_b: the data's actions, then frozen (a fixed anchor and fixed V targets) --
+        if actor_on:
+            bc_loss = torch.zeros((), device=data_feat.device)
+        else:
+            bc_loss = -self.behaviour.dist(data_feat).log_prob(self._action_input(batch["action"])).mean()
 
         # -- critics --
-        q_r, q_c = self.q_reward(feat, act), self.q_cost(feat, act)
-        v_r, v_c, v_h = self.v_reward(feat), self.v_cost(feat), self.v_reach(feat)
-        critic_terms = {
-            "q_reward": (q_r - ret_r) ** 2, "q_cost": (q_c - ret_c) ** 2,
-            "v_reward": expectile_loss(q_r.detach(), v_r, cfg.expectile),
-            "v_cost": expectile_loss(q_c.detach(), v_c, 1 - cfg.expectile),
-            "v_reach": (v_h - reach_y) ** 2,
-        }
-        critic_loss = sum((weight * t).mean() for t in critic_terms.values())
+        q = self.q_values(feat, acts)
+        q_loss = ((q - target) ** 2).mean(1).sum(-1).mean()
+        if cfg.in_sample:
+            q_data = self.q(torch.cat([data_feat, data_act], -1))
+            q_loss = q_loss + ((q_data - data_target) ** 2)[batch["has_next"]].sum(-1).mean()
+        v = self.v(feat)
+        prior = log_b.exp()
+        qd = q.detach()
+        v_loss = (prior * (expectile_loss(qd[..., 0], v[:, None, 0], cfg.expectile)
+                           + expectile_loss(qd[..., 1], v[:, None, 1], cfg.expectile))).sum(1).mean()
+        v_loss = v_loss + ((v[:, 2] - (prior * qd[..., 2]).sum(1)) ** 2).mean()
+        critic_loss = q_loss + v_loss
 
-        # -- the actor's weight --
+        # -- the actor's weight and target π* --
         with torch.no_grad():
-            if cfg.advantage == "q":
-                adv_r, adv_c = q_r - v_r, q_c - v_c
-            else:
-                adv_r, adv_c = ret_r - v_r, ret_c - v_c
-            # centred on the batch (a baseline: the policy gradient stays unbiased, and both
-            # exponentials sit near 1 so that p(s) alone sets the mix), then percentile-scaled
-            adv_r = (adv_r - adv_r.mean()) / self.norm_reward.update(ret_r)
-            adv_c = (adv_c - adv_c.mean()) / self.norm_cost.update(ret_c)
             p = self.p_safe(world_model, feat)
-            cost_return = float(ret_c[0].mean())
-            lam = 0.0
-            if cfg.lagrangian:
-                lam = self.lagrange.update(cost_return)  # λ_eff of this cost, which becomes λ
-                adv_r = (adv_r - lam * adv_c) / (1 + lam)
-            w = vlsafe_weight(p, adv_r, adv_c, cfg.beta1, cfg.beta2, cfg.max_weight)
-        dist = self.actor.dist(feat.detach())
-        logp, entropy = dist.log_prob(act), dist.entropy()
-        actor_loss = -(weight * (w * logp + cfg.entropy * entropy)).mean()
+            adv_r, adv_c, lam, cost_return = self._advantages(qd, prior, feat)
+            w = vlsafe_weight(p[:, None], adv_r, adv_c, cfg.beta1, cfg.beta2, cfg.max_weight)
+            anchor = log_b if cfg.anchor == "behaviour" else self._self_prior(feat, log_b)
+            log_target = extraction_target(anchor, w)
+        if actor_on:
+            logp = self._log_probs(feat, acts)
+            actor_loss = -(log_target.exp() * logp).sum(-1).mean()
+        else:
+            actor_loss = torch.zeros((), device=feat.device)
 
         optimizer.zero_grad(set_to_none=True)
-        (actor_loss + critic_loss).backward()
+        (actor_loss + bc_loss + critic_loss).backward()
         gn_actor = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
-        gn_critic = nn.utils.clip_grad_norm_(self.critic_parameters(), cfg.grad_clip)
+        nn.utils.clip_grad_norm_(self.behaviour.parameters(), cfg.grad_clip)
+        gn_critic = nn.utils.clip_grad_norm_(list(self.q.parameters()) + list(self.v.parameters()), cfg.grad_clip)
         optimizer.step()
         with torch.no_grad():
-            for name, slow in self.slow.items():
-                for ps, po in zip(slow.parameters(), getattr(self, name).parameters()):
-                    ps.lerp_(po, cfg.slow_critic)
-        out = {"imag/return": float(ret_r[0].mean()), "imag/cost_return": cost_return,
-               "imag/reward": float(traj["reward"].mean()), "imag/cost": float(traj["cost"].mean()),
-               "imag/p_safe": float(p.mean()), "actor/weight_mean": float(w.mean()), "actor/weight_max": float(w.max()),
-               "actor/entropy": entropy.mean().item(), "actor/loss": actor_loss.item(), "lagrange/lambda": lam,
-               "critic/loss": critic_loss.item(), "grad/actor": float(gn_actor), "grad/critic": float(gn_critic)}
-        out.update({f"critic/{k}": (weight * v).mean().item() for k, v in critic_terms.items()})
-        return out
+            for ps, po in zip(self.slow_v.parameters(), self.v.parameters()):
+                ps.lerp_(po, cfg.slow_critic)
+        self.updates += 1
+        with torch.no_grad():
+            ent = self.actor.dist(data_feat).entropy().mean()
+            kl_b = (log_target.exp() * (log_target - log_b)).sum(-1).mean() if self.discrete else torch.zeros(())
+        return {"imag/return": float(qd[:N, :, 0].mul(prior[:N]).sum(1).mean() * self.scales[0]),
+                "imag/cost_return": cost_return, "imag/reward": float(heads["reward"].mean()),
+                "imag/cost": float(heads["cost"].mean()), "imag/p_safe": float(p.mean()),
+                "imag/p_safe_min": float(p.min()), "actor/weight_mean": float(w.mean()), "actor/weight_max": float(w.max()),
+                "actor/adv_reward_std": float(adv_r.std()), "actor/adv_cost_std": float(adv_c.std()),
+                "actor/kl_target_behaviour": float(kl_b), "actor/entropy": float(ent), "actor/loss": actor_loss.item(),
+                "behaviour/loss": bc_loss.item(), "lagrange/lambda": lam, "critic/q_loss": q_loss.item(),
+                "critic/v_loss": v_loss.item(), "critic/loss": critic_loss.item(),
+                "grad/actor": float(gn_actor), "grad/critic": float(gn_critic)}
+
+    def _advantages(self, q: torch.Tensor, prior: torch.Tensor, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+        """A_r, A_c (N, K) on the weight's scale, the Lagrange multiplier and the actor's cost return."""
+        cfg = self.cfg
+        base = (prior[..., None] * q[..., :2]).sum(1, keepdim=True)  # E_{π̂_b} Q(s, ·): zero-mean A under π_b
+        adv = q[..., :2] - base
+        if self.discrete:
+            pi = self.actor.dist(feat).probs
+        else:
+            pi = prior.exp() / prior.exp().sum(1, keepdim=True)
+        cost_return = float((pi * q[..., 1]).sum(1).mean() * self.scales[1])
+        if cfg.adv_norm == "separate":
+            rms = (prior[..., None] * adv ** 2).sum(1).mean(0).sqrt()
+            adv_r = adv[..., 0] / self.norm_reward.update(float(rms[0]))
+            adv_c = adv[..., 1] / self.norm_cost.update(float(rms[1]))
+        else:  # the earlier scaling: raw units, centred on the batch, divided by a return spread floored at 1
+            raw = q[..., :2] * self.scales
+            adv_raw = raw - (prior[..., None] * raw).sum(1, keepdim=True)
+            adv_r = (adv_raw[..., 0] - adv_raw[..., 0].mean()) / self.legacy_reward.update(raw[..., 0])
+            adv_c = (adv_raw[..., 1] - adv_raw[..., 1].mean()) / self.legacy_cost.update(raw[..., 1])
+        lam = 0.0
+        if cfg.lagrangian:
+            lam = self.lagrange.update(cost_return)
+            adv_r = (adv_r - lam * adv_c) / (1 + lam)
+        return adv_r, adv_c, lam, cost_return
+
+    def _self_prior(self, feat: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
+        """The ablation's anchor: the actor's own current log π(a|s) (π_{k+1} ∝ π_k·w)."""
+        if self.discrete:
+            return self.actor.log_probs(feat)
+        return log_b  # continuous candidates are sampled from π̂_b either way
+
+    def _log_probs(self, feat: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            return self.actor.log_probs(feat)
+        return self.actor.dist(feat[:, None].expand(-1, acts.shape[1], -1)).log_prob(acts.clamp(-0.999, 0.999))
+
+    def _action_input(self, action: torch.Tensor) -> torch.Tensor:
+        """Dataset actions as the critic's and log_prob's input: one-hot (discrete) or the vector."""
+        if self.discrete:
+            return F.one_hot(action.long(), self.actor.action_dim).float()
+        return action.float().clamp(-0.999, 0.999)
 
     def extra_state(self) -> dict:
-        return {"norm_reward": self.norm_reward.state(), "norm_cost": self.norm_cost.state(), "lagrange": self.lagrange.state()}
+        return {"norm_reward": self.norm_reward.state(), "norm_cost": self.norm_cost.state(),
+                "legacy_reward": self.legacy_reward.state(), "legacy_cost": self.legacy_cost.state(),
+                "lagrange": self.lagrange.state()}
 
     def load_extra_state(self, state: dict) -> None:
         self.norm_reward.load(state["norm_reward"])
         self.norm_cost.load(state["norm_cost"])
+        self.legacy_reward.load(state["legacy_reward"])
+        self.legacy_cost.load(state["legacy_cost"])
         self.lagrange.load(state["lagrange"])

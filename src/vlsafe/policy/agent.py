@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from vlsafe.data.store import EpisodeStore
-from vlsafe.policy.actor_critic import ImaginationLearner
+from vlsafe.policy.actor_critic import Actor
+from vlsafe.policy.objective import discounted_returns
 from vlsafe.worldmodel.rssm import WorldModel
 from vlsafe.worldmodel.train import to_torch
 
@@ -16,15 +17,21 @@ __all__ = ["start_states", "DrivingAgent"]
 
 
 @torch.no_grad()
-def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk: int = 8) -> dict[str, torch.Tensor]:
-    """Posterior states (M, ...) of every step of the given episodes.
+def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk: int = 8,
+                 gamma: float = 0.99) -> dict[str, torch.Tensor]:
+    """Posterior states (M, ...) of every step of the given episodes, with the dataset transition
+    that left each one: `action`, `reward`, `cost`, `done` (the episode terminated there),
+    `has_next` (False on an episode's last state), `next` (index of the following state), and
+    the Monte-Carlo discounted returns `return_reward`/`return_cost` (for the critics' scales).
 
     The world model is frozen while the policy learns, so these are computed once per run
     instead of re-encoding frames at every update (the encoder is most of the cost on a CPU).
     """
     model.eval()
     A = model.config.action_dim
-    deter, stoch = [], []
+    out: dict[str, list] = {k: [] for k in ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "next",
+                                            "return_reward", "return_cost")}
+    base = 0
     for i in range(0, len(seeds), chunk):
         eps = [store.read(s) for s in seeds[i:i + chunk]]
         L = max(e.steps for e in eps) + 1
@@ -41,9 +48,21 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
         t = to_torch(batch, A)
         post, _ = model.observe(t["bev"], t["action"], t["is_first"])
         valid = t["valid"]
-        deter.append(post["deter"][valid])
-        stoch.append(post["stoch"][valid])
-    return {"deter": torch.cat(deter), "stoch": torch.cat(stoch)}
+        out["deter"].append(post["deter"][valid])
+        out["stoch"].append(post["stoch"][valid])
+        for e in eps:  # per state k = 0..T: the transition k -> k+1 (none after the last state)
+            T = e.steps
+            pad = lambda a, fill=0: np.concatenate([a, np.full((1,) + a.shape[1:], fill, a.dtype)])  # noqa: E731
+            out["action"].append(torch.as_tensor(pad(e.action)))
+            out["reward"].append(torch.as_tensor(pad(e.reward)).float())
+            out["cost"].append(torch.as_tensor(pad(e.cost)).float())
+            out["done"].append(torch.as_tensor(pad(e.terminated, True)))
+            out["has_next"].append(torch.arange(T + 1) < T)
+            out["next"].append(base + torch.clamp(torch.arange(T + 1) + 1, max=T))
+            out["return_reward"].append(torch.as_tensor(pad(discounted_returns(e.reward, e.terminated, gamma))).float())
+            out["return_cost"].append(torch.as_tensor(pad(discounted_returns(e.cost, e.terminated, gamma))).float())
+            base += T + 1
+    return {k: torch.cat(v) for k, v in out.items()}
 
 
 class DrivingAgent:
@@ -52,8 +71,8 @@ class DrivingAgent:
     Keeps the last p̂(safe) and ĉ of the world model so videos can draw them on the frame.
     """
 
-    def __init__(self, model: WorldModel, learner: ImaginationLearner, greedy: bool = True, device: str = "cpu"):
-        self.model, self.actor, self.greedy, self.device = model.eval(), learner.actor.eval(), greedy, device
+    def __init__(self, model: WorldModel, actor: Actor, greedy: bool = True, device: str = "cpu"):
+        self.model, self.actor, self.greedy, self.device = model.eval(), actor.eval(), greedy, device
         self.action_dim = model.config.action_dim
         self.p_safe, self.cost = 1.0, 0.0
         self.state = None

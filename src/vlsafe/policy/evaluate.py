@@ -21,14 +21,21 @@ from vlsafe.envs.tasks import VARIANTS, TaskConfig, parse_task
 from vlsafe.evaluation.metrics import METRICS, EpisodeMeter, aggregate, format_table, to_json
 from vlsafe.evaluation.runner import EpisodeRun
 
-__all__ = ["make_env", "simulate", "bootstrap_ci", "evaluate_policies", "report_table"]
+__all__ = ["make_env", "simulate", "bootstrap_ci", "paired_difference", "evaluate_policies", "report_table", "ACTORS",
+           "EVAL_SEED_START"]
+
+ACTORS = ("policy", "behaviour")
+# Reported evaluations drive seeds from 700 (maps 700+, traffic never in a default dataset); the
+# in-training evaluation (train-policy's eval_seed_start) uses 500+ and is the place to tune.
+EVAL_SEED_START = 700
 
 
 def make_env(task: dict[str, Any], name: str | None = None, backend: str | None = None, variant: str = "",
              render: bool = False) -> DrivingEnv:
     """The policy's training task (observation and episode length kept), optionally another
-    task, backend or shift variant of it."""
-    data = dict(task)
+    task, backend or shift variant of it; an episode always ends at its first crash, whatever
+    `steps_after_crash` the dataset was recorded with."""
+    data = {**task, "steps_after_crash": 0}
     if name:
         data["task"], v = parse_task(name)
         variant = variant or v
@@ -57,11 +64,16 @@ def _overlay(frame: np.ndarray, p_safe: float, cost_pred: float, cost: float) ->
 
 
 def simulate(policy, env: DrivingEnv, seeds: Iterable[int], device: str = "cpu", record: bool = False,
-             greedy: bool = True, on_episode: Callable[[EpisodeRun], None] | None = None) -> list[EpisodeRun]:
-    """Drive one episode per seed with the policy (posterior filter + actor)."""
+             greedy: bool = True, on_episode: Callable[[EpisodeRun], None] | None = None,
+             actor: str = "policy") -> list[EpisodeRun]:
+    """Drive one episode per seed with the policy (posterior filter + actor); `actor="behaviour"`
+    drives the run's behaviour head π̂_b instead (behaviour cloning), `greedy=False` samples."""
     from vlsafe.policy.agent import DrivingAgent
 
-    agent = DrivingAgent(policy.world_model, policy.learner, greedy=greedy, device=device)
+    if actor not in ACTORS:
+        raise ValueError(f"actor: expected one of {', '.join(ACTORS)}, got {actor!r}")
+    head = policy.learner.actor if actor == "policy" else policy.learner.behaviour
+    agent = DrivingAgent(policy.world_model, head, greedy=greedy, device=device)
     runs = []
     for seed in seeds:
         env.reset(seed=int(seed))
@@ -100,6 +112,30 @@ def bootstrap_ci(episodes: list, n: int = 1000, seed: int = 0, level: float = 0.
     return out
 
 
+def paired_difference(a: list, b: list, n: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, dict[str, float]]:
+    """Metric(A) − metric(B) over paired episodes (the same training-seed index and episode seed in
+    both lists), with a percentile bootstrap over the pairs: an interval on the difference itself,
+    which is narrower than comparing two per-method intervals when the pairs are correlated."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired_difference: need two equally long, non-empty episode lists, got {len(a)} and {len(b)}")
+    rng = np.random.default_rng(seed)
+    A, B = aggregate(a), aggregate(b)
+    samples = {m: [] for m in METRICS}
+    for _ in range(n):
+        pick = rng.integers(0, len(a), len(a))
+        ra, rb = aggregate([a[i] for i in pick]), aggregate([b[i] for i in pick])
+        for m in METRICS:
+            samples[m].append(ra[m] - rb[m])
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    out = {}
+    for m in METRICS:
+        arr = np.asarray(samples[m], float)
+        arr = arr[np.isfinite(arr)]
+        ci = (float(np.percentile(arr, lo)), float(np.percentile(arr, hi))) if len(arr) else (math.nan, math.nan)
+        out[m] = {"diff": A[m] - B[m], "lo": ci[0], "hi": ci[1]}
+    return out
+
+
 def _write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
     """MP4 (OpenCV's mp4v) where this OpenCV can write one, else GIF."""
     import cv2
@@ -119,10 +155,14 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
     return path
 
 
-def evaluate_policies(runs: list[str | Path], episodes: int = 10, seed_start: int = 500, task: str | None = None,
+def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: int = EVAL_SEED_START, task: str | None = None,
                       backend: str | None = None, variant: str = "", out: str | Path | None = None, videos: bool = True,
-                      device: str = "cpu", log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every run drives the same `episodes` seeds; returns (and writes to `out`) the pooled table."""
+                      device: str = "cpu", log: Callable[[str], None] = print, greedy: bool = True,
+                      actor: str = "policy") -> dict[str, Any]:
+    """Every run drives the same `episodes` seeds; returns (and writes to `out`) the pooled table.
+    `actor="behaviour"` drives each run's π̂_b (the behaviour-cloning row); `greedy=False` samples."""
+    if actor not in ACTORS:
+        raise ValueError(f"actor: expected one of {', '.join(ACTORS)}, got {actor!r}")
     from vlsafe.policy.train import load_policy
 
     loaded = [(Path(r), *load_policy(r, device)) for r in runs]  # validate every run before driving
@@ -146,11 +186,13 @@ def evaluate_policies(runs: list[str | Path], episodes: int = 10, seed_start: in
                 worst = (m, str(path), run.seed, run.frames)
             run.frames = []  # only the best and the worst keep their frames
 
-        eps = simulate(policy, env, seeds, device=device, record=videos, on_episode=keep)
+        eps = simulate(policy, env, seeds, device=device, record=videos, on_episode=keep, greedy=greedy, actor=actor)
         per_run[str(path)] = [e.metrics for e in eps]
         pooled += per_run[str(path)]
     env.close()
-    report = {"methods": sorted(methods), "task": env.config.task, "backend": env.config.backend,
+    if actor == "behaviour":
+        methods = {"bc"}
+    report = {"methods": sorted(methods), "actor": actor, "greedy": greedy, "task": env.config.task, "backend": env.config.backend,
               "variant": env.config.variant, "seeds": seeds, "runs": [str(r) for r in runs],
               "metrics": aggregate(pooled), "ci95": bootstrap_ci(pooled),
               "per_run": {k: aggregate(v) for k, v in per_run.items()},

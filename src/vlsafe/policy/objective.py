@@ -1,13 +1,16 @@
-"""The pieces of the VL-SAFE actor-critic objective, as plain functions of tensors (PAPER.md).
+"""The pieces of the VL-SAFE objective, as plain functions of tensors (PAPER.md).
 
 Each is small enough to check by hand, which the tests do:
 
-- `lambda_return`: R^λ_t = r_t + γ c_t [(1-λ) V(s_{t+1}) + λ R^λ_{t+1}], bootstrapped with V(s_H);
+- `discounted_returns`: Monte-Carlo returns of recorded episodes (the critics' fixed scales);
 - `expectile_loss`: |τ - 1(u < 0)| u², u = target - prediction (FOSP/IQL's V from Q);
 - `reachability_target`: the discounted safety Bellman backup max(h(s'), γ V_h(s')) of FOSP's
   feasibility critic;
 - `vlsafe_weight`: w = p(s)·exp(β1·A_r) + (1-p(s))·exp(-β2·A_c), clipped;
-- `PercentileNorm`: the 5-95 percentile EMA that scales advantages (DreamerV3);
+- `extraction_target`: log π*(a|s) = log π_b(a|s) + log w(s,a) - log Z(s), the closed form that
+  the actor is fitted to (AWR/IQL family: π* re-weights the *behaviour's* actions);
+- `ScaleNorm`: the EMA scale that puts A_r and A_c each on unit spread, with a small floor;
+- `PercentileNorm`: the 5-95 percentile EMA floored at 1 (DreamerV3; the earlier, shared scaling);
 - `AugmentedLagrangian`: the multiplier λ on imagined cost above the limit d (SafeDreamer).
 """
 
@@ -17,18 +20,20 @@ import math
 
 import torch
 
-__all__ = ["lambda_return", "expectile_loss", "reachability_target", "vlsafe_weight", "PercentileNorm",
-           "AugmentedLagrangian"]
+__all__ = ["expectile_loss", "reachability_target", "vlsafe_weight", "extraction_target",
+           "discounted_returns", "ScaleNorm", "PercentileNorm", "AugmentedLagrangian"]
 
 
-def lambda_return(reward: torch.Tensor, value_next: torch.Tensor, cont: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
-    """λ-returns (H, N) of imagined steps; reward[t], cont[t] and value_next[t] belong to s_{t+1}."""
-    out = []
-    last = value_next[-1]
-    for t in reversed(range(reward.shape[0])):
-        last = reward[t] + gamma * cont[t] * ((1 - lam) * value_next[t] + lam * last)
-        out.append(last)
-    return torch.stack(out[::-1])
+def discounted_returns(reward, done, gamma: float):
+    """Monte-Carlo Σ_k γ^k r_{t+k} of one episode's transitions (numpy arrays, (T,)), cut at `done`."""
+    import numpy as np
+
+    out = np.zeros(len(reward), np.float64)
+    acc = 0.0
+    for t in reversed(range(len(reward))):
+        acc = float(reward[t]) + gamma * (0.0 if done[t] else acc)
+        out[t] = acc
+    return out
 
 
 def expectile_loss(target: torch.Tensor, prediction: torch.Tensor, tau: float) -> torch.Tensor:
@@ -48,6 +53,34 @@ def vlsafe_weight(p_safe: torch.Tensor, adv_reward: torch.Tensor, adv_cost: torc
     top = math.log(max_weight)
     w = p_safe * torch.exp((beta1 * adv_reward).clamp(max=top)) + (1 - p_safe) * torch.exp((-beta2 * adv_cost).clamp(max=top))
     return w.clamp(max=max_weight)
+
+
+def extraction_target(log_prior: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """log π*(a|s) over the last dim: π* ∝ prior·w, the prior π̂_b(a|s) (or 1/K for K actions sampled
+    from π̂_b). With w ≡ 1 it is the prior itself: no signal, no change from the behaviour."""
+    return torch.log_softmax(log_prior + torch.log(weight.clamp(min=1e-12)), -1)
+
+
+class ScaleNorm:
+    """EMA of the root-mean-square of an advantage, floored: A / scale has unit spread.
+
+    Reward and cost advantages each get their own: a cost advantage that is 1000x smaller than
+    the reward one would otherwise vanish from w. The floor keeps a signal that is ~0 everywhere
+    (a batch with no danger in it) from being blown up to unit size.
+    """
+
+    def __init__(self, floor: float, decay: float = 0.99):
+        self.floor, self.decay, self.scale = floor, decay, None
+
+    def update(self, rms: float) -> float:
+        self.scale = rms if self.scale is None else self.decay * self.scale + (1 - self.decay) * rms
+        return max(self.floor, self.scale)
+
+    def state(self) -> dict:
+        return {"scale": self.scale}
+
+    def load(self, state: dict) -> None:
+        self.scale = state.get("scale")
 
 
 class PercentileNorm:

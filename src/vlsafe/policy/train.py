@@ -38,8 +38,8 @@ __all__ = ["TrainPolicyConfig", "Policy", "resolve_config", "fit", "load_policy"
 @dataclass(frozen=True)
 class TrainPolicyConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    steps: int = 1500
-    starts: int = 256  # imagined trajectories per update, from random dataset posterior states
+    steps: int = 2000  # updates, the first policy.bc_steps of them for π̂_b and the critics only
+    starts: int = 256  # dataset posterior states per update (and as many imagined ones)
     log_every: int = 50
     checkpoint_every: int = 250
     eval_every: int = 500  # simulator evaluation every N updates (0: never)
@@ -115,16 +115,25 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # the same posterior samples in a fresh and a resumed run
         torch.manual_seed(cfg.seed)
-        starts = start_states(world, store, seeds)
-    starts = {k: v.to(device) for k, v in starts.items()}
-    M = len(starts["deter"])
-    log(f"  {M} start states from {len(seeds)} training episodes in {time.perf_counter() - t0:.0f}s")
+        data = start_states(world, store, seeds, gamma=cfg.policy.gamma)
+    data = {k: v.to(device) for k, v in data.items()}
+    M = len(data["deter"])
+    # fixed return scales: the critics regress returns / scale, so that a crash (−390) and an
+    # ordinary stretch of road (+100) are both numbers an MLP fits; set from the data, not learned
+    scale_r = max(1.0, float(data["return_reward"].std()))
+    scale_c = max(0.01, float(data["return_cost"].std()))
+    learner.set_scales(scale_r, scale_c)
+    log(f"  {M} start states from {len(seeds)} training episodes in {time.perf_counter() - t0:.0f}s; "
+        f"return scales: reward {scale_r:.1f}, cost {scale_c:.3f}")
+    keys = ("deter", "stoch", "action", "reward", "cost", "done", "has_next")
     metrics_log = MetricsLog(out)
     env = None
     t0, step0 = time.perf_counter(), step
     while step < cfg.steps:
         idx = torch.as_tensor(rng.integers(0, M, cfg.starts), device=device)
-        row: dict[str, float] = learner.update(world, {k: v[idx] for k, v in starts.items()}, opt)
+        nxt = data["next"][idx]
+        row: dict[str, float] = learner.update(world, {k: data[k][idx] for k in keys},
+                                               {"deter": data["deter"][nxt], "stoch": data["stoch"][nxt]}, opt)
         step += 1
         if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
             env = env or make_env(task)

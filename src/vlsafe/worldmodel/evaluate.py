@@ -36,11 +36,11 @@ def _episode_batch(ep, labels) -> dict[str, np.ndarray]:
 
 @torch.no_grad()
 def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int], labels=None, horizon: int = 15,
-                         context: int = 5, k: int = 5, out: Path | None = None, gif_seed: int | None = None) -> dict[str, Any]:
+                         context: int = 5, k: int = 5, ahead: int = 5, out: Path | None = None, gif_seed: int | None = None) -> dict[str, Any]:
     model.eval()
     A = model.config.action_dim
     rows: dict[str, list] = {n: [] for n in ("recon", "reward_err", "cost_err", "cost_pred", "cost_true", "p_hat",
-                                             "gt_unsafe", "vlm_unsafe")}
+                                             "gt_unsafe", "vlm_unsafe", "p_imag", "gt_imag")}
     open_loop = np.zeros(horizon)
     n_open = 0
     gif = None
@@ -61,6 +61,15 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
         rows["gt_unsafe"].append(future_cost(ep.cost, k))  # the same ground truth as the VLM's label quality
         if labels is not None:
             rows["vlm_unsafe"].append(labels[seed] < 0.5)
+        # p̂ of prior states imagined `ahead` steps open-loop (recorded actions) from every posterior:
+        # the states the policy learner queries, scored against the same ground truth
+        if ep.steps > ahead:
+            n = ep.steps + 1 - ahead
+            state = {key: v[0, :n] for key, v in post.items()}
+            for j in range(1, ahead + 1):
+                state = model.img_step(state, batch["action"][0, j:j + n])
+            rows["p_imag"].append(model.p_safe(model.feat(state)).numpy())
+            rows["gt_imag"].append(rows["gt_unsafe"][-1][ahead:])
         # open loop: posterior for `context` steps, then the prior under the recorded actions
         if ep.steps >= context + horizon:
             start = {key: v[:, context - 1] for key, v in post.items()}
@@ -80,6 +89,8 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
         "cost_mae": float(cat["cost_err"].mean()),
         "cost_event_auroc": auroc(cat["cost_pred"], cat["cost_true"]),
         f"safety_auroc_vs_gt_k{k}": auroc(1 - cat["p_hat"], cat["gt_unsafe"]),
+        f"safety_auroc_imagined_{ahead}ahead_vs_gt_k{k}": auroc(1 - cat["p_imag"], cat["gt_imag"]),
+        "unsafe_steps": int(cat["gt_unsafe"].sum()), "cost_events": int(cat["cost_true"].sum()),
         "open_loop_mse": [float(x) for x in open_loop / max(n_open, 1)], "open_loop_episodes": n_open,
     }
     if labels is not None:

@@ -8,14 +8,20 @@ One file says the whole model, in the paper's and DreamerV3's names:
 - `prior` p(z_t | h_t) and `posterior` q(z_t | h_t, embed(x_t));
 - KL balancing with free bits: dyn = KL(sg(post) || prior), rep = KL(post || sg(prior)),
   each clipped below at `free_nats`, weighted `kl_dyn` and `kl_rep`;
-- heads on feat = [h, z]: decoder x̂, reward r̂ and cost ĉ (two-hot over symlog bins), safety p̂
-  (Bernoulli, supervised by the VLM's p(safe)), continue (Bernoulli);
+- heads on feat = [h, z]: decoder x̂, reward r̂ (two-hot over symlog bins), cost ĉ (Bernoulli: the
+  probability of a cost at this step, positives weighted `cost_pos_weight`), safety p̂ (Bernoulli,
+  supervised by the VLM's p(safe), the loss balanced between the safe and the unsafe mass), continue
+  (Bernoulli). Re-weighted Bernoulli losses move the optimum's logit by a known constant (log of the
+  weight ratio); `heads` subtracts it again, so ĉ and p̂ stay calibrated probabilities;
+- the heads learn on posterior *and* prior states (`prior_heads`): imagination only ever queries
+  prior states, whose stoch part is sampled without seeing the frame;
 - `observe` (posterior states of a real sequence) and `imagine` (prior rollouts under a policy),
   which is all the policy learner needs.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -47,13 +53,21 @@ class WorldModelConfig:
     image_scale: float = 1.0
     reward_scale: float = 1.0
     cost_scale: float = 1.0
-    cost_event_weight: float = 10.0  # cost loss weight on steps where a cost happens (rare events)
-    safety_scale: float = 1.0
+    cost_head: str = "bernoulli"  # 'bernoulli' (P(cost) per step) or 'twohot' (regression, as before; ablation)
+    cost_pos_weight: float = 10.0  # Bernoulli cost head: loss weight of steps with a cost
+    cost_event_weight: float = 10.0  # two-hot cost head: loss weight of steps with a cost (rare events)
+    safety_scale: float = 10.0
+    safety_balance: bool = True  # weight the safe and the unsafe label mass equally (logit corrected back)
+    prior_heads: bool = True  # reward/cost/safety/continue heads also learn on prior states
     cont_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.image_size != 64:
             raise ValueError(f"image_size: the CNN is built for 64 px frames, got {self.image_size}")
+        if self.cost_head not in ("bernoulli", "twohot"):
+            raise ValueError(f"cost_head: expected bernoulli or twohot, got {self.cost_head!r}")
+        if self.cost_pos_weight <= 0:
+            raise ValueError(f"cost_pos_weight: expected > 0, got {self.cost_pos_weight}")
 
     @property
     def feat(self) -> int:
@@ -167,13 +181,17 @@ class WorldModel(nn.Module):
         self.post_net = mlp(c.deter + self.encoder.out, c.hidden, c.stoch * c.classes, 1)
         self.decoder = Decoder(c.feat, c.cnn_depth)
         self.reward_head = mlp(c.feat, c.hidden, c.bins, c.mlp_layers)
-        self.cost_head = mlp(c.feat, c.hidden, c.bins, c.mlp_layers)
+        self.cost_head = mlp(c.feat, c.hidden, c.bins if c.cost_head == "twohot" else 1, c.mlp_layers)
         self.safety_head = mlp(c.feat, c.hidden, 1, c.mlp_layers)
         self.cont_head = mlp(c.feat, c.hidden, 1, c.mlp_layers)
         self.twohot = TwoHot(c.bins)
         for head in (self.reward_head, self.cost_head):  # start predicting 0, as DreamerV3 does
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
+        if c.cost_head == "bernoulli":  # start near the base rate of a rare event, not at 0.5
+            nn.init.constant_(self.cost_head[-1].bias, -4.0)
+        # EMA of the mean VLM label: the balanced safety loss shifts the logit by logit(mean), undone in p_safe
+        self.register_buffer("safety_mean", torch.tensor(0.5))
 
     # -- the state-space model ----------------------------------------------------------------
     def initial(self, batch: int, device=None) -> State:
@@ -236,27 +254,40 @@ class WorldModel(nn.Module):
     def imagine(self, start: State, policy: Callable[[torch.Tensor], torch.Tensor], horizon: int) -> dict[str, torch.Tensor]:
         """Roll the prior forward `horizon` steps from `start` (N, ...) under `policy(feat) -> action`.
 
-        Returns feat (H+1, N, F) with the start first, action (H, N, A) and, per imagined step
-        (H, N), reward, cost, p_safe and cont predicted for the state the action led to.
+        Returns feat, deter and stoch (H+1, N, ...) with the start first, action (H, N, A) and, per
+        imagined step (H, N), reward, cost, p_safe and cont predicted for the state the action led to.
         """
-        state = {k: v.detach() for k, v in start.items()}
-        feats, actions = [self.feat(state)], []
+        state = {k: v.detach() for k, v in start.items() if k in ("deter", "stoch")}
+        states, feats, actions = [state], [self.feat(state)], []
         for _ in range(horizon):
             action = policy(feats[-1])
             state = self.img_step(state, action)
+            states.append(state)
             feats.append(self.feat(state))
             actions.append(action)
         feat = torch.stack(feats)
         heads = self.heads(feat[1:])
-        return {"feat": feat, "action": torch.stack(actions), **heads}
+        return {"feat": feat, "action": torch.stack(actions), "deter": torch.stack([s["deter"] for s in states]),
+                "stoch": torch.stack([s["stoch"] for s in states]), **heads}
 
     def heads(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {
-            "reward": self.twohot.mean(self.reward_head(feat)),
-            "cost": self.twohot.mean(self.cost_head(feat)),
-            "p_safe": torch.sigmoid(self.safety_head(feat)[..., 0]),
-            "cont": torch.sigmoid(self.cont_head(feat)[..., 0]),
-        }
+        return {"reward": self.twohot.mean(self.reward_head(feat)), "cost": self.cost(feat),
+                "p_safe": self.p_safe(feat), "cont": torch.sigmoid(self.cont_head(feat)[..., 0])}
+
+    def cost(self, feat: torch.Tensor) -> torch.Tensor:
+        """ĉ: expected cost of arriving in this state (P(cost) for the Bernoulli head)."""
+        out = self.cost_head(feat)
+        if self.config.cost_head == "twohot":
+            return self.twohot.mean(out).clamp(min=0)  # the two-hot mean can dip below 0; a cost cannot
+        return torch.sigmoid(out[..., 0] - math.log(self.config.cost_pos_weight))
+
+    def p_safe(self, feat: torch.Tensor) -> torch.Tensor:
+        """p̂(safe), the balanced loss's logit shift undone: logit p = logit p_balanced + logit(mean label)."""
+        logit = self.safety_head(feat)[..., 0]
+        if self.config.safety_balance:
+            m = self.safety_mean.clamp(1e-3, 1 - 1e-3)
+            logit = logit + torch.log(m / (1 - m))
+        return torch.sigmoid(logit)
 
     # -- the loss -------------------------------------------------------------------------------
     def kl(self, post: State, prior: State) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,17 +306,13 @@ class WorldModel(nn.Module):
         n = mask.sum().clamp(min=1.0)
         target = batch["bev"].float() / 255.0 - 0.5
         image = ((self.decoder(feat) - target) ** 2).sum((-1, -2, -3))
-        reward = self.twohot.loss(self.reward_head(feat), batch["reward"])
-        cost_w = 1.0 + (c.cost_event_weight - 1.0) * (batch["cost"] > 0).float()
-        cost = self.twohot.loss(self.cost_head(feat), batch["cost"]) * cost_w
-        cont = F.binary_cross_entropy_with_logits(self.cont_head(feat)[..., 0], 1.0 - batch["is_terminal"].float(),
-                                                  reduction="none")
-        terms = {"image": image, "reward": reward, "cost": cost, "cont": cont}
-        scales = {"image": c.image_scale, "reward": c.reward_scale, "cost": c.cost_scale, "cont": c.cont_scale}
-        if "p_safe" in batch:
-            terms["safety"] = F.binary_cross_entropy_with_logits(self.safety_head(feat)[..., 0], batch["p_safe"].float(),
-                                                                 reduction="none")
-            scales["safety"] = c.safety_scale
+        terms = {"image": image, **self._head_losses(feat, batch, mask)}
+        if c.prior_heads:  # the states imagination will query: deter with a stoch drawn from the prior
+            prior_feat = torch.cat([post["deter"], self._sample(prior["logits"]).flatten(-2)], -1)
+            for k, v in self._head_losses(prior_feat, batch, mask).items():
+                terms[k] = 0.5 * (terms[k] + v)
+        scales = {"image": c.image_scale, "reward": c.reward_scale, "cost": c.cost_scale, "cont": c.cont_scale,
+                  "safety": c.safety_scale}
         dyn, rep = self.kl(post, prior)
         terms["dyn"] = dyn.clamp(min=c.free_nats)
         terms["rep"] = rep.clamp(min=c.free_nats)
@@ -295,3 +322,31 @@ class WorldModel(nn.Module):
         metrics = {f"wm/{k}_loss": v.detach() for k, v in means.items()}
         metrics["wm/kl"] = ((dyn * mask).sum() / n).detach()
         return total, metrics, post
+
+    def _head_losses(self, feat: torch.Tensor, batch: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-step losses of the reward, cost, continue and (with labels) safety heads."""
+        c = self.config
+        out = {"reward": self.twohot.loss(self.reward_head(feat), batch["reward"])}
+        event = (batch["cost"] > 0).float()
+        if c.cost_head == "twohot":
+            out["cost"] = self.twohot.loss(self.cost_head(feat), batch["cost"]) * (1.0 + (c.cost_event_weight - 1.0) * event)
+        else:
+            out["cost"] = F.binary_cross_entropy_with_logits(
+                self.cost_head(feat)[..., 0], event, reduction="none",
+                pos_weight=torch.tensor(c.cost_pos_weight, device=feat.device))
+        out["cont"] = F.binary_cross_entropy_with_logits(self.cont_head(feat)[..., 0], 1.0 - batch["is_terminal"].float(),
+                                                         reduction="none")
+        if "p_safe" in batch:
+            y = batch["p_safe"].float()
+            logit = self.safety_head(feat)[..., 0]
+            if c.safety_balance:
+                # equal weight to the safe mass y and the unsafe mass 1 - y of the batch; the optimum's
+                # logit moves by -logit(mean y), which p_safe() adds back from the running mean
+                n = mask.sum().clamp(min=1.0)
+                m = ((y * mask).sum() / n).clamp(1e-3, 1 - 1e-3).detach()
+                if self.training:
+                    self.safety_mean.lerp_(m, 0.01)
+                out["safety"] = -(0.5 / m * y * F.logsigmoid(logit) + 0.5 / (1 - m) * (1 - y) * F.logsigmoid(-logit))
+            else:
+                out["safety"] = F.binary_cross_entropy_with_logits(logit, y, reduction="none")
+        return out

@@ -40,6 +40,8 @@ class TrainWMConfig:
     grad_clip: float = 100.0
     log_every: int = 25
     checkpoint_every: int = 250
+    windows: str = "uniform"  # sequence windows: every step equally likely ("uniform") or inside episodes ("inside")
+    focus: float = 0.0  # fraction of windows drawn around unsafe steps (a cost within 10 steps, p(safe) < 0.5)
     held_out_every: int = 10  # seeds whose index % held_out_every == 0 are held out
     labels: str = "auto"  # 'auto' (the dataset's VLM labels, required), 'none' (no safety head loss), or a label key
     seed: int = 0
@@ -49,8 +51,10 @@ class TrainWMConfig:
 def resolve_config(preset: str = "xs", overrides: list[str] | tuple[str, ...] = ()) -> TrainWMConfig:
     if preset not in PRESETS:
         raise ConfigError(f"unknown world-model preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    cfg = TrainWMConfig(model=from_dict(WorldModelConfig, {"preset": preset, **PRESETS[preset]}))
-    return apply_overrides(cfg, overrides)
+    cfg = apply_overrides(TrainWMConfig(model=from_dict(WorldModelConfig, {"preset": preset, **PRESETS[preset]})), overrides)
+    if cfg.windows not in ("uniform", "inside") or not 0.0 <= cfg.focus < 1.0:
+        raise ConfigError(f"train-wm: windows must be uniform or inside and 0 <= focus < 1, got {cfg.windows!r}, {cfg.focus}")
+    return cfg
 
 
 def split_seeds(store: EpisodeStore, every: int) -> tuple[list[int], list[int]]:
@@ -132,7 +136,8 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
     model = WorldModel(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
     train_seeds, held = split_seeds(store, cfg.held_out_every)
-    sampler = SequenceSampler(store, cfg.seq_len, cfg.batch_size, seed=cfg.seed, seeds=train_seeds, labels=labels)
+    sampler = SequenceSampler(store, cfg.seq_len, cfg.batch_size, seed=cfg.seed, seeds=train_seeds, labels=labels,
+                              windows=cfg.windows, focus=cfg.focus)
     step = 0
     meta = resume_checkpoint(out, ident, model, opt, device)
     if meta is not None:

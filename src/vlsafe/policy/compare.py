@@ -1,0 +1,79 @@
+"""`vlsafe compare`: methods side by side on the same episodes, with intervals on the differences.
+
+Two evaluations are paired when they drove the same episode seeds with the same number of runs
+(training seeds): episode j of run i in one is paired with episode j of run i in the other. The
+interval on a difference comes from a bootstrap over those pairs (`paired_difference`), so it is
+as narrow as the pairing allows, and is what "A is safer than B" must be judged by.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from vlsafe.evaluation.metrics import METRICS, EpisodeMetrics, aggregate
+from vlsafe.policy.evaluate import paired_difference
+
+__all__ = ["load_report", "paired_episodes", "compare_reports"]
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """An eval.json (or the folder holding one) written by `vlsafe eval`."""
+    p = Path(path)
+    p = p / "eval.json" if p.is_dir() else p
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such evaluation (expected an eval.json written by vlsafe eval)")
+    try:
+        rep = json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{p}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    for key in ("episodes", "seeds", "methods", "runs"):
+        if key not in rep:
+            raise ValueError(f"{p}: field {key!r} missing (not an eval.json of vlsafe eval)")
+    rep["_path"] = str(p)
+    return rep
+
+
+def _episode(d: dict[str, Any]) -> EpisodeMetrics:
+    d = {k: (math.nan if v is None else v) for k, v in d.items()}
+    d["collision_speeds"] = tuple(d.get("collision_speeds", ()))
+    return EpisodeMetrics(**d)
+
+
+def paired_episodes(rep: dict[str, Any]) -> list[EpisodeMetrics]:
+    """All episodes of a report, run by run in the order the runs were given, seeds in order."""
+    return [_episode(e) for run in rep["runs"] for e in rep["episodes"][run]]
+
+
+def _label(rep: dict[str, Any]) -> str:
+    actor = "" if rep.get("greedy", True) else " (sampled)"
+    return "/".join(rep["methods"]) + actor
+
+
+def compare_reports(reports: list[dict[str, Any]], metrics: list[str]) -> str:
+    """A Markdown table: each report's means, and its paired difference to the first report."""
+    for m in metrics:
+        if m not in METRICS:
+            raise ValueError(f"unknown metric {m!r}; valid metrics: {', '.join(METRICS)}")
+    ref = reports[0]
+    ref_eps = paired_episodes(ref)
+    head = "| method | episodes | " + " | ".join(f"{m} | Δ{m} vs {_label(ref)} [95%]" for m in metrics) + " |"
+    lines = [head, "|" + "---|" * (2 + 2 * len(metrics))]
+    for rep in reports:
+        if rep["seeds"] != ref["seeds"] or len(rep["runs"]) != len(ref["runs"]):
+            raise ValueError(f"{rep['_path']}: not paired with {ref['_path']} (episode seeds or number of runs differ)")
+        eps = paired_episodes(rep)
+        diff = paired_difference(eps, ref_eps)
+        cells = []
+        for m in metrics:
+            d = diff[m]
+            cells.append(_fmt(aggregate(eps)[m]))
+            cells.append("–" if rep is ref else f"{_fmt(d['diff'])} [{_fmt(d['lo'])}, {_fmt(d['hi'])}]")
+        lines.append(f"| {_label(rep)} | {len(eps)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
