@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
-# The method comparison of the README: every method x seeds 0 1 2 trained on one world model,
-# two runs at a time (one thread each), then each method's three seeds evaluated together.
-#   scripts/compare_methods.sh WM_RUN OUT [STEPS=600] [EPISODES=10] [extra --set args...]
+# The method comparison of the README on one world model: every method x training seeds, two
+# processes at a time (one thread each), then each method's seeds evaluated together on the same
+# held-out episode seeds (700+), greedy and sampled, behaviour cloning (each vl-safe run's π̂_b)
+# beside them, and the paired differences to VL-SAFE.
+#   scripts/compare_methods.sh WM_RUN OUT [STEPS=2000] [EPISODES=20] [extra --set args...]
+# Environment: METHODS (default "vl-safe dreamer-offline lagrangian fosp"), SEEDS (default "0 1 2"),
+# MODES (default "greedy sampled"). Every step is resumable: rerunning skips finished work.
 set -euo pipefail
-WM=$1; OUT=$2; STEPS=${3:-600}; EPISODES=${4:-10}; shift $(( $# < 4 ? $# : 4 ))
+WM=$1; OUT=$2; STEPS=${3:-2000}; EPISODES=${4:-20}; shift $(( $# < 4 ? $# : 4 ))
 VLSAFE=${VLSAFE:-.venv/bin/vlsafe}
 METHODS=${METHODS:-"vl-safe dreamer-offline lagrangian fosp"}
+SEEDS=${SEEDS:-"0 1 2"}
+MODES=${MODES:-"greedy sampled"}
+EXTRA="$*"  # e.g. --set policy.lagrangian=true (no spaces inside one argument)
 mkdir -p "$OUT"
-n=0
-for seed in 0 1 2; do
-  for m in $METHODS; do
-    "$VLSAFE" train-policy "$WM" --method "$m" --seed "$seed" --steps "$STEPS" --out "$OUT/${m}__s$seed" \
-      --set threads=1 --set eval_every=400 --set eval_episodes=2 "$@" > "$OUT/${m}__s$seed.log" 2>&1 &
-    n=$((n + 1)); if (( n % 2 == 0 )); then wait; fi
-  done
+export VLSAFE OUT WM STEPS EPISODES EXTRA SEEDS
+
+train() {  # method seed
+  local run="$OUT/$1__s$2"  # a finished run resumes at its last step and stops at once
+  # shellcheck disable=SC2086
+  "$VLSAFE" train-policy "$WM" --method "$1" --seed "$2" --steps "$STEPS" --out "$run" \
+    --set threads=1 --set eval_every=0 $EXTRA > "$run.log" 2>&1
+}
+evaluate() {  # method mode (method bc = the behaviour heads of the vl-safe runs)
+  local name=$1 mode=$2 runs=() args=() out="$OUT/eval_$1_$2"
+  [[ -f "$out/eval.json" ]] && return 0
+  local src=$name; [[ $name == bc ]] && { src=vl-safe; args+=(--actor behaviour); }
+  [[ $mode == sampled ]] && args+=(--sampled)
+  for s in $SEEDS; do runs+=("$OUT/${src}__s$s"); done
+  "$VLSAFE" eval "${runs[@]}" --episodes "$EPISODES" --no-videos --out "$out" "${args[@]}" > "$out.log" 2>&1
+}
+export -f train evaluate
+
+jobs=()
+for s in $SEEDS; do for m in $METHODS; do jobs+=("$m $s"); done; done
+printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'train $0 $1'
+evals=()
+for mode in $MODES; do for m in $METHODS bc; do evals+=("$m $mode"); done; done
+printf '%s\n' "${evals[@]}" | xargs -P 2 -L 1 bash -c 'evaluate $0 $1'
+for mode in $MODES; do
+  list=("$OUT/eval_vl-safe_$mode")
+  for m in $METHODS bc; do [[ $m != vl-safe ]] && list+=("$OUT/eval_${m}_$mode"); done
+  "$VLSAFE" compare "${list[@]}" --metrics Return,Cost,AS,TD,AR,CR | tee "$OUT/compare_$mode.md"
 done
-wait
-n=0
-for m in $METHODS; do
-  "$VLSAFE" eval "$OUT/${m}__s0" "$OUT/${m}__s1" "$OUT/${m}__s2" --episodes "$EPISODES" --out "$OUT/eval_$m" \
-    > "$OUT/eval_$m.log" 2>&1 &
-  n=$((n + 1)); if (( n % 2 == 0 )); then wait; fi
-done
-wait
-cat "$OUT"/eval_*/eval.md

@@ -110,13 +110,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     run = out / "wm"
     _cmd_train_wm(argparse.Namespace(data=str(store.root), preset="xs", steps=args.wm_steps, out=str(run), device="cpu",
                                      eval=True, set=["batch_size=8", "seq_len=32", "log_every=20"]))
-    print(f"\n[5/5] train-policy: VL-SAFE in the world model's imagination for {args.policy_steps} updates, then "
+    print(f"\n[5/5] train-policy: VL-SAFE for {args.policy_steps} updates (the first half fit π̂_b), then "
           f"{args.eval_episodes} episodes in the simulator", flush=True)
     policy = out / "policy"
     _cmd_train_policy(argparse.Namespace(world_model=str(run), method="vl-safe", steps=args.policy_steps, seed=None,
-                                         out=str(policy), device="cpu", set=["starts=64", "log_every=20", "eval_every=0"]))
-    _cmd_eval(argparse.Namespace(runs=[str(policy)], episodes=args.eval_episodes, seed_start=500, task=None, backend=None,
-                                 variant="", out=str(policy / "eval"), no_videos=False, device="cpu"))
+                                         out=str(policy), device="cpu",
+                                         set=["starts=64", "log_every=20", "eval_every=0",
+                                              f"policy.bc_steps={args.policy_steps // 2}"]))
+    _cmd_eval(argparse.Namespace(runs=[str(policy)], episodes=args.eval_episodes, seed_start=700, task=None, backend=None,
+                                 variant="", out=str(policy / "eval"), no_videos=False, device="cpu", actor="policy",
+                                 sampled=False))
     print(f"demo done in {time.perf_counter() - t0:.0f}s: GIFs in {out}/<task>@<backend>/episode0.gif, dataset and "
           f"labels in {out}/dataset, world model and imagined.gif in {run}, policy and best/worst videos in {policy}")
     return 0

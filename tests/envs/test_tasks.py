@@ -118,3 +118,33 @@ def test_steering_left_turns_left_and_vector_obs(backend):
         env.close()
     assert 0.05 < (h1 - h0 + np.pi) % (2 * np.pi) - np.pi < 1.5
     assert abs((direction - h1 + np.pi) % (2 * np.pi) - np.pi) < 0.3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unseen_variant_drives_maps_outside_the_training_range(backend):
+    env = make("navigation:unseen", backend=backend)
+    try:
+        _, info = env.reset(seed=3)
+        env.step(7)
+    finally:
+        env.close()
+    assert info["map_seed"] == 10_003 and info["map_seed"] >= env.config.num_maps
+
+
+def test_driving_on_after_a_crash_records_the_steps_then_ends():
+    env = make("four-lane", backend="highway", traffic_density=0.0, overrides=["steps_after_crash=5",
+                                                                               "terminate_on_off_road=true"])
+    try:
+        env.reset(seed=0)
+        steps, crash_at = 0, None
+        while True:  # accelerate with full left steering: off the road within a few seconds
+            _, _, terminated, truncated, info = env.step(14)
+            steps += 1
+            if crash_at is None and info["off_road"]:
+                crash_at = steps
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    assert crash_at is not None and steps == crash_at + 5, (crash_at, steps)
+    assert env.config.for_evaluation().steps_after_crash == 0

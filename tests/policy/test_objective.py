@@ -3,16 +3,15 @@
 import math
 
 import numpy as np
-
 import pytest
 import torch
 
 from vlsafe.policy.objective import (
     AugmentedLagrangian,
     PercentileNorm,
-    expectile_loss,
     ScaleNorm,
     discounted_returns,
+    expectile_loss,
     extraction_target,
     reachability_target,
     vlsafe_weight,

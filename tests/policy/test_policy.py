@@ -4,15 +4,17 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from vlsafe.data.collect import CollectConfig, collect
 from vlsafe.data.store import EpisodeStore
+from vlsafe.evaluation.metrics import EpisodeMeter, aggregate
 from vlsafe.policy import fit, load_policy, resolve_config
-from vlsafe.policy.agent import start_states
-from vlsafe.policy.evaluate import evaluate_policies
 from vlsafe.policy.actor_critic import ImaginationLearner
+from vlsafe.policy.agent import start_states
+from vlsafe.policy.evaluate import evaluate_policies, make_env
 from vlsafe.policy.train import Policy
 from vlsafe.vlm.label import label_dataset
 from vlsafe.vlm.scorer import load_scorer
@@ -163,3 +165,32 @@ def test_evaluation_pools_runs_with_intervals_and_videos(world_model, tmp_path):
         assert video.exists() and video.stat().st_size > 1000
     saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert saved["seeds"] == [700, 701] and "| fosp |" in (tmp_path / "eval" / "eval.md").read_text()
+
+
+def test_policy_in_the_simulator_is_no_less_safe_than_its_data_and_beats_random(world_model, tmp_path):
+    """The real return and collisions in the simulator, not imagined ones, on fixed held-out seeds."""
+    torch.manual_seed(0)
+    fit(world_model, tmp_path / "vl", small(steps=300, **{"policy.bc_steps": 150}), **QUIET)
+    rep = evaluate_policies([tmp_path / "vl"], episodes=8, videos=False, **QUIET)
+    conf = json.loads((world_model / "config.json").read_text())
+    entries = EpisodeStore(conf["data"]).entries()
+    data_cr = sum(e["collisions"] > 0 for e in entries) / len(entries)
+    env = make_env(json.loads((tmp_path / "vl" / "config.json").read_text())["task"])
+    rng = np.random.default_rng(0)
+    random_runs = []
+    for seed in rep["seeds"]:
+        env.reset(seed=seed)
+        meter = EpisodeMeter(env.dt)
+        while True:
+            _, r, term, trunc, info = env.step(int(rng.integers(0, 15)))
+            meter.add(r, info)
+            if term or trunc:
+                break
+        random_runs.append(meter.result())
+    env.close()
+    rand = aggregate(random_runs)
+    got = rep["metrics"]
+    print(f"policy: return {got['Return']:.1f} CR {got['CR']:.2f}; random: return {rand['Return']:.1f} "
+          f"CR {rand['CR']:.2f}; data CR {data_cr:.2f}")
+    assert got["CR"] <= data_cr, (got["CR"], data_cr)
+    assert got["Return"] > rand["Return"] + 10, (got["Return"], rand["Return"])

@@ -67,8 +67,8 @@ def test_imagine_shapes_and_determinism(crashes):
 
 def test_cost_head_predicts_collisions(crashes, tmp_path):
     torch.manual_seed(0)
-    model = fit(crashes.root, tmp_path / "run", small_cfg(steps=150, held_out_every=0, checkpoint_every=150,
-                                                          **{"model.cost_event_weight": 20.0}), log=lambda *_: None)
+    model = fit(crashes.root, tmp_path / "run", small_cfg(steps=150, held_out_every=0, checkpoint_every=150),
+                log=lambda *_: None)
     scores, truth = [], []
     with torch.no_grad():
         for e in crashes.entries():
@@ -110,3 +110,77 @@ def test_resume_continues_steps_and_loss_curve(crashes, tmp_path):
     assert b[-1]["wm/loss"] == pytest.approx(a[-1]["wm/loss"], rel=1e-5)
     model, meta = load_world_model(part)
     assert meta["step"] == 10
+
+
+def step_counts(store, windows: str, draws: int, length: int = 32) -> tuple[dict[int, np.ndarray], float]:
+    """How often each (episode, step) lies in a valid part of a drawn sequence, and the expected count."""
+    sampler = SequenceSampler(store, length, 1, seed=0, keys=(), windows=windows)
+    counts = {int(seed): np.zeros(int(n)) for seed, n in zip(sampler.seeds, sampler.steps)}
+    for _ in range(draws):
+        seq = sampler._sequence()
+        for ep, st in zip(seq["episode"][seq["valid"]], seq["step"][seq["valid"]]):
+            counts[int(ep)][int(st)] += 1
+    expected = draws * length / float((sampler.steps + length - 1).sum())
+    return counts, expected
+
+
+def test_sampler_draws_every_step_equally_often(crashes):
+    counts, expected = step_counts(crashes, "uniform", 60_000)
+    allc = np.concatenate(list(counts.values()))
+    # first, last (the crash) and middle steps alike, within ±10% (numpy's seeded Generator is the same on any machine)
+    assert np.abs(allc / expected - 1).max() < 0.10, (allc.min(), allc.max(), expected)
+    # the earlier sampler: windows inside the episode see its last step a fraction as often as a middle one
+    inside, _ = step_counts(crashes, "inside", 5_000)
+    longest = max(inside.values(), key=len)
+    assert longest[-1] < 0.25 * longest[len(longest) // 2], (longest[-1], longest[len(longest) // 2])
+
+
+def test_focus_draws_windows_around_costs(crashes):
+    sampler = SequenceSampler(crashes, 16, 64, seed=0, keys=(), focus=0.5)
+    plain = SequenceSampler(crashes, 16, 64, seed=0, keys=())
+    near = lambda b: float((b["cost"] > 0)[b["valid"]].mean())  # noqa: E731
+    assert near(sampler.sample()) > 2 * near(plain.sample()) > 0
+
+
+def marked_batch(rng: np.random.Generator, batch: int = 8, length: int = 16) -> dict[str, np.ndarray]:
+    """Synthetic sequences: a grey road with a white car; ~10% of frames also carry a red square,
+    labelled p(safe) = 0.05 against 0.95 for the rest."""
+    bev = np.full((batch, length, 64, 64, 3), 90, np.uint8)
+    marked = rng.random((batch, length)) < 0.1
+    for b in range(batch):
+        for t in range(length):
+            x, y = rng.integers(8, 50, 2)
+            bev[b, t, y:y + 8, x:x + 5] = 255
+            if marked[b, t]:
+                x, y = rng.integers(8, 50, 2)
+                bev[b, t, 16:48, 16:48] = (220, 20, 20)
+    first = np.zeros((batch, length), bool)
+    first[:, 0] = True
+    zeros = np.zeros((batch, length), np.float32)
+    return {"bev": bev, "action": rng.integers(0, 15, (batch, length)), "is_first": first, "valid": np.ones_like(first),
+            "reward": zeros, "cost": zeros, "is_terminal": np.zeros_like(first),
+            "p_safe": np.where(marked, 0.05, 0.95).astype(np.float32), "marked": marked}
+
+
+def test_safety_head_separates_marked_frames_and_stays_calibrated():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    model = WorldModel(WorldModelConfig())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(150):
+        batch = to_torch({k: v for k, v in marked_batch(rng).items() if k != "marked"}, 15)
+        loss, _, _ = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    test = marked_batch(np.random.default_rng(1), batch=16)
+    with torch.no_grad():
+        t = to_torch({k: v for k, v in test.items() if k != "marked"}, 15)
+        post, prior = model.observe(t["bev"], t["action"], t["is_first"])
+        p_post = model.p_safe(model.feat(post)).numpy()
+    m = test["marked"]
+    assert auroc(1 - p_post.ravel(), m.ravel()) > 0.9
+    # the balanced loss's logit shift is undone: unmarked frames near 0.95, marked ones low
+    assert p_post[~m].mean() > 0.8 and p_post[m].mean() < 0.5, (p_post[~m].mean(), p_post[m].mean())

@@ -26,12 +26,12 @@ TASKS: dict[str, str] = {
     "navigation": "Follow a multi-segment route (curves, junctions) to a distant destination.",
 }
 # Distribution shifts for generalisation: traffic density and maps never seen in training.
-# Training maps are seeds [0, 1000); 'unseen' draws from [100000, 101000).
+# Training maps are seeds [0, 1000); 'unseen' draws from [10000, 11000) (MetaDrive's maps are 0..99999).
 VARIANTS: dict[str, dict] = {
     "": {},
     "sparse": {"traffic_density": 0.05},
     "dense": {"traffic_density": 0.3},
-    "unseen": {"map_seed_start": 100_000},
+    "unseen": {"map_seed_start": 10_000},
 }
 BACKEND_NAMES = {"metadrive": "MetaDrive", "highway": "Highway"}
 

@@ -311,7 +311,8 @@ class ImaginationLearner(nn.Module):
                 "critic/v_loss": v_loss.item(), "critic/loss": critic_loss.item(),
                 "grad/actor": float(gn_actor), "grad/critic": float(gn_critic)}
 
-    def _advantages(self, q: torch.Tensor, prior: torch.Tensor, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    def _advantages(self, q: torch.Tensor, prior: torch.Tensor,
+                    feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, float]:
         """A_r, A_c (N, K) on the weight's scale, the Lagrange multiplier and the actor's cost return."""
         cfg = self.cfg
         base = (prior[..., None] * q[..., :2]).sum(1, keepdim=True)  # E_{π̂_b} Q(s, ·): zero-mean A under π_b

@@ -192,7 +192,8 @@ def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: in
     env.close()
     if actor == "behaviour":
         methods = {"bc"}
-    report = {"methods": sorted(methods), "actor": actor, "greedy": greedy, "task": env.config.task, "backend": env.config.backend,
+    report = {"methods": sorted(methods), "actor": actor, "greedy": greedy, "task": env.config.task,
+              "backend": env.config.backend,
               "variant": env.config.variant, "seeds": seeds, "runs": [str(r) for r in runs],
               "metrics": aggregate(pooled), "ci95": bootstrap_ci(pooled),
               "per_run": {k: aggregate(v) for k, v in per_run.items()},

@@ -36,7 +36,8 @@ def _episode_batch(ep, labels) -> dict[str, np.ndarray]:
 
 @torch.no_grad()
 def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int], labels=None, horizon: int = 15,
-                         context: int = 5, k: int = 5, ahead: int = 5, out: Path | None = None, gif_seed: int | None = None) -> dict[str, Any]:
+                         context: int = 5, k: int = 5, ahead: int = 5, out: Path | None = None,
+                         gif_seed: int | None = None) -> dict[str, Any]:
     model.eval()
     A = model.config.action_dim
     rows: dict[str, list] = {n: [] for n in ("recon", "reward_err", "cost_err", "cost_pred", "cost_true", "p_hat",
