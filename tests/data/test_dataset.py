@@ -51,13 +51,13 @@ def test_sampler_stays_inside_episodes_and_covers_their_ends(tiny):
         for i in range(8):
             valid = b["valid"][i]
             assert len(set(b["episode"][i][valid])) == 1, "a sequence crossed an episode boundary"
-            assert not b["is_first"][i][1:].any()
+            assert not b["is_first"][i][valid][1:].any()  # a window may start before the episode: padding, then is_first
             assert np.all(np.diff(b["step"][i][valid]) == 1)
             seen_last.update(int(e) for e in b["episode"][i][b["is_last"][i]])
     assert seen_last == {e["seed"] for e in tiny.entries()}, "the last step of some episode was never sampled"
     # Dreamer layout: step k carries the action that led to observation k
     ep = tiny.read(tiny.entries()[0]["seed"])
-    one = SequenceSampler(tiny, length=ep.steps + 1, batch_size=1, seed=1)
+    one = SequenceSampler(tiny, length=ep.steps + 1, batch_size=1, seed=1, windows="inside")
     one.seeds, one.small, one.steps = one.seeds[:1], one.small[:1], one.steps[:1]
     one.windows = np.array([1])
     s = one.sample()
@@ -80,9 +80,14 @@ def test_sampler_crosses_episodes_only_when_asked(tiny):
 
 
 def test_short_episodes_are_padded_not_dropped(tiny):
-    sampler = SequenceSampler(tiny, length=200, batch_size=4, seed=0)  # longer than any episode (<= 61 steps)
-    b = sampler.sample()
+    inside = SequenceSampler(tiny, length=200, batch_size=4, seed=0, windows="inside")  # longer than any episode (<= 61 steps)
+    b = inside.sample()
     assert b["bev"].shape[1] == 200 and not b["valid"][:, 61:].any() and b["valid"][:, 0].all()
+    uniform = SequenceSampler(tiny, length=200, batch_size=16, seed=0)  # the episode anywhere in the window
+    b = uniform.sample()
+    for valid in b["valid"]:
+        idx = np.flatnonzero(valid)
+        assert 1 <= len(idx) <= 61 and np.all(np.diff(idx) == 1)  # one piece of one episode, padded around
 
 
 def test_truncated_and_corrupt_files_are_named(tiny, tmp_path):

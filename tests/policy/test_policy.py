@@ -82,7 +82,7 @@ def scripted_share_of_action_4(world_model, tmp_path, p_value: float) -> tuple[f
     learner.p_value = p_value
     opt = learner.make_optimizer()
     g = torch.Generator().manual_seed(0)
-    keys = ("deter", "stoch", "action", "reward", "cost", "done", "has_next")
+    keys = ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "return_reward", "return_cost")
     for _ in range(90):
         idx = torch.randint(0, len(feats), (64,), generator=g)
         nxt = data["next"][idx]
@@ -127,13 +127,14 @@ def test_saved_policy_acts_like_the_trained_one(world_model, tmp_path):
 def test_lagrange_multiplier_rises_only_when_imagined_cost_exceeds_the_limit(world_model, tmp_path):
     def lambdas(limit: float):
         out = tmp_path / f"lag{limit}"
-        fit(world_model, out, small("lagrangian", steps=30, **{"policy.cost_limit": limit}), **QUIET)
+        fit(world_model, out, small("lagrangian", steps=50, **{"policy.cost_limit": limit}), **QUIET)
         rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
         return [r["lagrange/lambda"] for r in rows], [r["imag/cost_return"] for r in rows]
 
-    lam, cost = lambdas(0.0)
+    lam, cost = lambdas(0.0)  # rows at updates 10, 20 (behaviour head only), 30, 40, 50 (actor)
     assert min(cost) > 0, "the fixture's world model imagines no cost"
-    assert lam[0] > 0 and lam[-1] > lam[0], lam  # cost above a zero limit: λ grows
+    assert lam[:2] == [0.0, 0.0], lam  # λ waits for the actor
+    assert lam[2] > 0 and lam[-1] > lam[2], lam  # cost above a zero limit: λ grows
     lam, cost = lambdas(max(cost) + 1.0)
     assert lam == [0.0] * len(lam)  # under the limit: no penalty
 

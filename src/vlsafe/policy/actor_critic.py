@@ -11,11 +11,12 @@ One update (`ImaginationLearner.update`), top to bottom:
    under the actor (the states the car drifts into when it drives itself);
 2. behaviour head π̂_b: cross-entropy on the dataset's actions;
 3. critics Q(s,a) = (Q_r, Q_c, Q_h) for every candidate action (the 15 discrete actions, or
-   actions sampled from π̂_b): targets from one-step imagined branches r̂ + γ·cont·V(s'_a) on all
-   states, and (`in_sample`) from the dataset's own transitions r + γ(1 − d)·V(s') with real
-   rewards and costs. Returns are divided by fixed scales measured on the dataset (a collision
-   costs −30·|v| ≈ −390, an ordinary step ~+1). V_r is an upper and V_c a *pessimistic* (upper)
-   expectile of Q over the behaviour's actions, V_h the π̂_b-mean of the reachability Q_h;
+   actions sampled from π̂_b): targets from imagined branches that hold the action for
+   `branch_steps` steps, Σ γ^j r̂_j + γ^k·cont·V(s_k), on all states. V_r is an upper and V_c a
+   *pessimistic* (upper) expectile of Q over the behaviour's actions, V_h the π̂_b-mean of the
+   reachability Q_h; `in_sample` also pins V to the dataset's own transitions, r + γ(1 − d)·V(s')
+   with real rewards and costs. Returns are divided by fixed scales measured on the dataset (a
+   collision costs −30·|v| ≈ −390, an ordinary step ~+1);
 4. advantages A = Q(s,a) − E_{π̂_b}[Q(s,·)]: zero-mean under the behaviour in every state, so
    the baseline never shifts the p(s) mix; A_r and A_c each divided by its own EMA scale;
 5. the actor matches π* exactly (cross-entropy over the candidates), on dataset and imagined
@@ -32,7 +33,8 @@ One update (`ImaginationLearner.update`), top to bottom:
 | `bc`              | β1 = β2 = 0: π* = π̂_b (behaviour cloning) | off        |
 
 Ablation switches (one each): `anchor=self` (π* ∝ π_actor·w, the earlier extraction that drifts
-away from the data), `in_sample=false` (critics from imagined branches only), `adv_norm=shared`
+away from the data), `in_sample=false` (critics from imagined branches only), `branch_steps=1`
+(one-step branches), `adv_norm=shared`
 (the earlier scaling: batch-centred, both divided by a return spread floored at 1).
 """
 
@@ -66,6 +68,7 @@ class PolicyConfig:
     method: str = "vl-safe"
     safety: str = "vlm"  # where p(s) comes from: vlm (safety head), reachability (1 - V_h), none (p ≡ 1)
     lagrangian: bool = False  # augmented-Lagrangian penalty on the actor's cost above cost_limit
+    extraction: str = "both"  # actor fitted to π* over all actions ("exact"), on the data's actions ("awr"), or both
     anchor: str = "behaviour"  # π* ∝ π̂_b·w ("behaviour"), or π_actor·w ("self": the earlier extraction, ablation)
     in_sample: bool = True  # critics also regress the dataset's real rewards and costs
     adv_norm: str = "separate"  # A_r and A_c each on its own scale ("separate") or the earlier "shared" scaling
@@ -77,6 +80,8 @@ class PolicyConfig:
     max_weight: float = 20.0
     adv_floor: float = 0.02  # floor of each advantage scale, in units of the dataset's return scale
     bc_steps: int = 1000  # updates that fit π̂_b (and the critics) before it is frozen and the actor starts as its copy
+    branch_steps: int = 5  # imagined steps each candidate action is held for in Q's target (0.5 s at 10 Hz)
+    branch_states: int = 128  # states per update whose candidate branches are imagined (the critic's targets)
     samples: int = 16  # continuous actions: candidate actions drawn from π̂_b per state
     unimix: float = 0.01  # uniform mixing of the discrete actor
     hidden: int = 256
@@ -93,14 +98,18 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.safety not in ("vlm", "reachability", "none"):
             raise ConfigError(f"policy.safety: expected vlm, reachability or none, got {self.safety!r}")
+        if self.extraction not in ("exact", "awr", "both"):
+            raise ConfigError(f"policy.extraction: expected exact, awr or both, got {self.extraction!r}")
         if self.anchor not in ("behaviour", "self"):
             raise ConfigError(f"policy.anchor: expected behaviour or self, got {self.anchor!r}")
         if self.adv_norm not in ("separate", "shared"):
             raise ConfigError(f"policy.adv_norm: expected separate or shared, got {self.adv_norm!r}")
         if not 0 < self.expectile < 1 or self.discount_horizon < 1:
             raise ConfigError("policy: need 0 < expectile < 1 and discount_horizon >= 1")
-        if self.horizon < 0 or self.max_weight <= 1 or self.bc_steps < 0 or self.samples < 1:
-            raise ConfigError("policy: need horizon >= 0, max_weight > 1, bc_steps >= 0 and samples >= 1")
+        if self.horizon < 0 or self.max_weight <= 1 or self.bc_steps < 0 or self.samples < 1 or self.branch_steps < 1 \
+                or self.branch_states < 1:
+            raise ConfigError("policy: need horizon >= 0, max_weight > 1, bc_steps >= 0, samples >= 1, branch_steps >= 1 "
+                              "and branch_states >= 1")
         if self.beta1 < 0 or self.beta2 < 0 or self.adv_floor <= 0:
             raise ConfigError("policy: need beta1, beta2 >= 0 and adv_floor > 0")
 
@@ -167,11 +176,13 @@ class ImaginationLearner(nn.Module):
         self.q = mlp(feat + action_dim, h, 3, n)
         self.v = mlp(feat, h, 3, n)
         self.slow_v = copy.deepcopy(self.v).requires_grad_(False)
+        self.v_mc = mlp(feat, h, 2, n)  # V_b: the behaviour's value by regression on the data's real returns
         # fixed return scales of the dataset (reward, cost), set once by `set_scales` and saved
         self.register_buffer("scales", torch.ones(2))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         floor = cfg.adv_floor
         self.norm_reward, self.norm_cost = ScaleNorm(floor), ScaleNorm(floor)
+        self.awr_reward, self.awr_cost = ScaleNorm(floor), ScaleNorm(floor)
         self.legacy_reward, self.legacy_cost = PercentileNorm(), PercentileNorm()
         self.lagrange = AugmentedLagrangian(cfg.cost_limit, mu=cfg.lagrange_mu, mu_growth=cfg.lagrange_mu_growth)
 
@@ -179,11 +190,14 @@ class ImaginationLearner(nn.Module):
     def discrete(self) -> bool:
         return self.actor.discrete
 
+    def critic_parameters(self) -> list[nn.Parameter]:
+        return list(self.q.parameters()) + list(self.v.parameters()) + list(self.v_mc.parameters())
+
     def set_scales(self, reward: float, cost: float) -> None:
         self.scales.copy_(torch.tensor([reward, cost], dtype=self.scales.dtype))
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        critic = list(self.q.parameters()) + list(self.v.parameters())
+        critic = self.critic_parameters()
         return torch.optim.AdamW([{"params": list(self.actor.parameters()), "lr": self.cfg.actor_lr},
                                   {"params": list(self.behaviour.parameters()), "lr": self.cfg.behaviour_lr},
                                   {"params": critic, "lr": self.cfg.critic_lr}], eps=1e-5)
@@ -232,28 +246,19 @@ class ImaginationLearner(nn.Module):
                 states = {k: torch.cat([states[k], traj[k][1:].flatten(0, 1)[pick]]) for k in states}
             feat = world_model.feat(states)
             M = feat.shape[0]
-            # candidate actions under the behaviour, and one imagined step for each
+            # candidate actions under the behaviour; each held for `branch_steps` imagined steps
             acts, log_b = self.candidates(feat, self.behaviour)
-            K = acts.shape[1]
-            rep = {k: v.repeat_interleave(K, 0) for k, v in states.items()}
-            branch = world_model.img_step(rep, acts.flatten(0, 1))
-            bfeat = world_model.feat(branch)
-            heads = world_model.heads(bfeat)
-            v_next = self.slow_v(bfeat).view(M, K, 3)
-            cont = heads["cont"].view(M, K)
-            r_hat, c_hat = heads["reward"].view(M, K) / self.scales[0], heads["cost"].view(M, K) / self.scales[1]
-            target = torch.stack([r_hat + g * cont * v_next[..., 0],
-                                  c_hat + g * cont * v_next[..., 1].clamp(min=0),
-                                  reachability_target(heads["cost"].view(M, K).clamp(0, 1),
-                                                      v_next[..., 2].clamp(0, 1), cont, g)], -1)
-            if cfg.in_sample:  # the data's own transitions, real reward and cost
-                nfeat = world_model.feat(nxt)
-                vn = self.slow_v(nfeat)
+            # the critic's targets on a random subset of the states (imagining branches is most of
+            # an update's cost); the actor uses Q on all of them
+            sel = torch.randperm(M, device=feat.device)[:cfg.branch_states]
+            target, heads = self._branch_targets(world_model, {k: v[sel] for k, v in states.items()}, acts[sel])
+            if cfg.in_sample:  # the data's own transitions, real reward and cost, pin V
+                vn = self.slow_v(world_model.feat(nxt))
                 alive = (~batch["done"]).float() * g
                 data_target = torch.stack([batch["reward"] / self.scales[0] + alive * vn[:, 0],
                                            batch["cost"] / self.scales[1] + alive * vn[:, 1].clamp(min=0),
-                                           torch.maximum(batch["cost"].clamp(0, 1), alive * vn[:, 2].clamp(0, 1))], -1)
-                data_act = self._action_input(batch["action"])
+                                           reachability_target(batch["cost"].clamp(0, 1), vn[:, 2].clamp(0, 1),
+                                                               (~batch["done"]).float(), g)], -1)
 
         # -- behaviour head π̂_b: the data's actions, then frozen (a fixed anchor and fixed V targets) --
         if actor_on:
@@ -263,36 +268,44 @@ class ImaginationLearner(nn.Module):
 
         # -- critics --
         q = self.q_values(feat, acts)
-        q_loss = ((q - target) ** 2).mean(1).sum(-1).mean()
-        if cfg.in_sample:
-            q_data = self.q(torch.cat([data_feat, data_act], -1))
-            q_loss = q_loss + ((q_data - data_target) ** 2)[batch["has_next"]].sum(-1).mean()
+        q_loss = ((q[sel] - target) ** 2).mean(1).sum(-1).mean()
         v = self.v(feat)
         prior = log_b.exp()
         qd = q.detach()
         v_loss = (prior * (expectile_loss(qd[..., 0], v[:, None, 0], cfg.expectile)
                            + expectile_loss(qd[..., 1], v[:, None, 1], cfg.expectile))).sum(1).mean()
         v_loss = v_loss + ((v[:, 2] - (prior * qd[..., 2]).sum(1)) ** 2).mean()
+        if cfg.in_sample:
+            v_loss = v_loss + ((v[:N] - data_target) ** 2)[batch["has_next"]].sum(-1).mean()
         critic_loss = q_loss + v_loss
 
         # -- the actor's weight and target π* --
         with torch.no_grad():
             p = self.p_safe(world_model, feat)
-            adv_r, adv_c, lam, cost_return = self._advantages(qd, prior, feat)
+            adv_r, adv_c, lam, cost_return = self._advantages(qd, prior, feat, actor_on)
             w = vlsafe_weight(p[:, None], adv_r, adv_c, cfg.beta1, cfg.beta2, cfg.max_weight)
             anchor = log_b if cfg.anchor == "behaviour" else self._self_prior(feat, log_b)
             log_target = extraction_target(anchor, w)
-        if actor_on:
+        # -- the same weight on the data's own actions, advantages from their real returns (AWR) --
+        v_mc = self.v_mc(data_feat)
+        returns = torch.stack([batch["return_reward"] / self.scales[0], batch["return_cost"] / self.scales[1]], -1)
+        critic_loss = critic_loss + ((v_mc - returns) ** 2).sum(-1).mean()
+        with torch.no_grad():
+            w_data = self._data_weight(returns - v_mc, returns, p[:N], lam)
+        actor_loss = torch.zeros((), device=feat.device)
+        if actor_on and cfg.extraction in ("exact", "both"):
             logp = self._log_probs(feat, acts)
-            actor_loss = -(log_target.exp() * logp).sum(-1).mean()
-        else:
-            actor_loss = torch.zeros((), device=feat.device)
+            actor_loss = actor_loss - (log_target.exp() * logp).sum(-1).mean()
+        if actor_on and cfg.extraction in ("awr", "both"):
+            logp_data = self.actor.dist(data_feat).log_prob(self._action_input(batch["action"]))
+            valid = batch["has_next"].float()
+            actor_loss = actor_loss - (w_data * logp_data * valid).sum() / valid.sum().clamp(min=1.0)
 
         optimizer.zero_grad(set_to_none=True)
         (actor_loss + bc_loss + critic_loss).backward()
         gn_actor = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
         nn.utils.clip_grad_norm_(self.behaviour.parameters(), cfg.grad_clip)
-        gn_critic = nn.utils.clip_grad_norm_(list(self.q.parameters()) + list(self.v.parameters()), cfg.grad_clip)
+        gn_critic = nn.utils.clip_grad_norm_(self.critic_parameters(), cfg.grad_clip)
         optimizer.step()
         with torch.no_grad():
             for ps, po in zip(self.slow_v.parameters(), self.v.parameters()):
@@ -305,15 +318,45 @@ class ImaginationLearner(nn.Module):
                 "imag/cost_return": cost_return, "imag/reward": float(heads["reward"].mean()),
                 "imag/cost": float(heads["cost"].mean()), "imag/p_safe": float(p.mean()),
                 "imag/p_safe_min": float(p.min()), "actor/weight_mean": float(w.mean()), "actor/weight_max": float(w.max()),
+                "actor/data_weight_mean": float(w_data.mean()), "actor/data_weight_min": float(w_data.min()),
                 "actor/adv_reward_std": float(adv_r.std()), "actor/adv_cost_std": float(adv_c.std()),
                 "actor/kl_target_behaviour": float(kl_b), "actor/entropy": float(ent), "actor/loss": actor_loss.item(),
                 "behaviour/loss": bc_loss.item(), "lagrange/lambda": lam, "critic/q_loss": q_loss.item(),
                 "critic/v_loss": v_loss.item(), "critic/loss": critic_loss.item(),
                 "grad/actor": float(gn_actor), "grad/critic": float(gn_critic)}
 
-    def _advantages(self, q: torch.Tensor, prior: torch.Tensor,
-                    feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, float]:
-        """A_r, A_c (N, K) on the weight's scale, the Lagrange multiplier and the actor's cost return."""
+    def _branch_targets(self, world_model: WorldModel, states: dict[str, torch.Tensor],
+                        acts: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Targets (M, K, 3) of Q(s, a_k): hold a_k for `branch_steps` imagined steps, then V.
+
+        At 10 Hz one step of braking barely changes the next state; holding the action for
+        half a second lets the critic see what braking or accelerating does."""
+        cfg, g = self.cfg, self.cfg.gamma
+        M, K = acts.shape[:2]
+        state = {k: v.repeat_interleave(K, 0) for k, v in states.items()}
+        flat = acts.flatten(0, 1)
+        ret_r = torch.zeros(M * K, device=flat.device)
+        ret_c, reach = torch.zeros_like(ret_r), torch.zeros_like(ret_r)
+        disc = torch.ones_like(ret_r)
+        for _ in range(cfg.branch_steps):
+            state = world_model.img_step(state, flat)
+            f = world_model.feat(state)
+            heads = {"reward": world_model.twohot.mean(world_model.reward_head(f)), "cost": world_model.cost(f),
+                     "cont": torch.sigmoid(world_model.cont_head(f)[..., 0])}
+            ret_r = ret_r + disc * heads["reward"] / self.scales[0]
+            ret_c = ret_c + disc * heads["cost"] / self.scales[1]
+            reach = torch.maximum(reach, disc * heads["cost"].clamp(0, 1))
+            disc = disc * g * heads["cont"]
+        v_end = self.slow_v(world_model.feat(state))
+        target = torch.stack([ret_r + disc * v_end[:, 0], ret_c + disc * v_end[:, 1].clamp(min=0),
+                              torch.maximum(reach, disc * v_end[:, 2].clamp(0, 1))], -1)
+        return target.view(M, K, 3), heads
+
+    def _advantages(self, q: torch.Tensor, prior: torch.Tensor, feat: torch.Tensor,
+                    actor_on: bool) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+        """A_r, A_c (N, K) on the weight's scale, the Lagrange multiplier and the actor's cost return.
+        λ moves only once the actor learns: during the behaviour head's fit it would grow on the
+        cost of an untrained actor."""
         cfg = self.cfg
         base = (prior[..., None] * q[..., :2]).sum(1, keepdim=True)  # E_{π̂_b} Q(s, ·): zero-mean A under π_b
         adv = q[..., :2] - base
@@ -333,9 +376,25 @@ class ImaginationLearner(nn.Module):
             adv_c = (adv_raw[..., 1] - adv_raw[..., 1].mean()) / self.legacy_cost.update(raw[..., 1])
         lam = 0.0
         if cfg.lagrangian:
-            lam = self.lagrange.update(cost_return)
+            lam = self.lagrange.update(cost_return) if actor_on else self.lagrange.lam
             adv_r = (adv_r - lam * adv_c) / (1 + lam)
         return adv_r, adv_c, lam, cost_return
+
+    def _data_weight(self, adv: torch.Tensor, returns: torch.Tensor, p: torch.Tensor, lam: float) -> torch.Tensor:
+        """w of the dataset's actions from A = G − V_b(s): real discounted returns G against the
+        behaviour's value V_b, each of reward and cost on its own scale (or the earlier shared one)."""
+        cfg = self.cfg
+        if cfg.adv_norm == "separate":
+            rms = (adv ** 2).mean(0).sqrt()
+            adv_r = adv[:, 0] / self.awr_reward.update(float(rms[0]))
+            adv_c = adv[:, 1] / self.awr_cost.update(float(rms[1]))
+        else:
+            raw, ret = adv * self.scales, returns * self.scales
+            adv_r = (raw[:, 0] - raw[:, 0].mean()) / self.legacy_reward.update(ret[:, 0])
+            adv_c = (raw[:, 1] - raw[:, 1].mean()) / self.legacy_cost.update(ret[:, 1])
+        if cfg.lagrangian:
+            adv_r = (adv_r - lam * adv_c) / (1 + lam)
+        return vlsafe_weight(p, adv_r, adv_c, cfg.beta1, cfg.beta2, cfg.max_weight)
 
     def _self_prior(self, feat: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
         """The ablation's anchor: the actor's own current log π(a|s) (π_{k+1} ∝ π_k·w)."""
@@ -356,12 +415,15 @@ class ImaginationLearner(nn.Module):
 
     def extra_state(self) -> dict:
         return {"norm_reward": self.norm_reward.state(), "norm_cost": self.norm_cost.state(),
+                "awr_reward": self.awr_reward.state(), "awr_cost": self.awr_cost.state(),
                 "legacy_reward": self.legacy_reward.state(), "legacy_cost": self.legacy_cost.state(),
                 "lagrange": self.lagrange.state()}
 
     def load_extra_state(self, state: dict) -> None:
         self.norm_reward.load(state["norm_reward"])
         self.norm_cost.load(state["norm_cost"])
+        self.awr_reward.load(state["awr_reward"])
+        self.awr_cost.load(state["awr_cost"])
         self.legacy_reward.load(state["legacy_reward"])
         self.legacy_cost.load(state["legacy_cost"])
         self.lagrange.load(state["lagrange"])

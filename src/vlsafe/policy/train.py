@@ -125,7 +125,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     learner.set_scales(scale_r, scale_c)
     log(f"  {M} start states from {len(seeds)} training episodes in {time.perf_counter() - t0:.0f}s; "
         f"return scales: reward {scale_r:.1f}, cost {scale_c:.3f}")
-    keys = ("deter", "stoch", "action", "reward", "cost", "done", "has_next")
+    keys = ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "return_reward", "return_cost")
     metrics_log = MetricsLog(out)
     env = None
     t0, step0 = time.perf_counter(), step
