@@ -20,7 +20,9 @@ One update (`ImaginationLearner.update`), top to bottom:
 4. advantages A = Q(s,a) − E_{π̂_b}[Q(s,·)]: zero-mean under the behaviour in every state, so
    the baseline never shifts the p(s) mix; A_r and A_c each divided by its own EMA scale;
 5. the actor matches π* exactly (cross-entropy over the candidates), on dataset and imagined
-   states. π̂_b is fitted for the first `bc_steps` updates, then frozen; the actor starts as its copy.
+   states, and (`extraction=both`) fits the same weight on the data's own actions with A = G − V_b
+   from their real discounted returns G (AWR). π̂_b is fitted for the first `bc_steps` updates,
+   then frozen; the actor starts as its copy.
 
 `safety` says where p(s) comes from, and is what separates the methods sharing this code:
 
@@ -229,8 +231,9 @@ class ImaginationLearner(nn.Module):
     # -- one update ---------------------------------------------------------------------------------
     def update(self, world_model: WorldModel, batch: dict[str, torch.Tensor], nxt: dict[str, torch.Tensor],
                optimizer: torch.optim.Optimizer) -> dict[str, float]:
-        """`batch`: dataset states (deter, stoch) with `action`, `reward`, `cost`, `done`, `has_next`;
-        `nxt`: the posterior states that followed them (used where `has_next`)."""
+        """`batch`: dataset states (deter, stoch) with `action`, `reward`, `cost`, `done`, `has_next`
+        and the Monte-Carlo `return_reward`/`return_cost` (see `agent.start_states`); `nxt`: the
+        posterior states that followed them (used where `has_next`)."""
         cfg = self.cfg
         g = cfg.gamma
         actor_on = int(self.updates) >= cfg.bc_steps
