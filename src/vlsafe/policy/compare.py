@@ -13,10 +13,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from vlsafe.evaluation.metrics import METRICS, EpisodeMetrics, aggregate
+from vlsafe.evaluation.metrics import METRICS, EpisodeMetrics, aggregate, format_table
 from vlsafe.policy.evaluate import paired_difference
 
-__all__ = ["load_report", "paired_episodes", "compare_reports"]
+__all__ = ["load_report", "paired_episodes", "metrics_table", "compare_reports"]
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
@@ -52,15 +52,23 @@ def _label(rep: dict[str, Any]) -> str:
     return "/".join(rep["methods"]) + actor
 
 
+def metrics_table(reports: list[dict[str, Any]]) -> str:
+    """The ten metrics of every report, pooled over its episodes, with 95% intervals."""
+    rows = {_label(r): r["metrics"] for r in reports}
+    return format_table(rows, intervals={_label(r): {m: tuple(v) if v and v[0] is not None else (None, None)
+                                                      for m, v in r["ci95"].items()} for r in reports})
+
+
 def compare_reports(reports: list[dict[str, Any]], metrics: list[str]) -> str:
-    """A Markdown table: each report's means, and its paired difference to the first report."""
+    """Markdown: the ten-metric table of all reports, then each report's means and its paired
+    difference to the first report."""
     for m in metrics:
         if m not in METRICS:
             raise ValueError(f"unknown metric {m!r}; valid metrics: {', '.join(METRICS)}")
     ref = reports[0]
     ref_eps = paired_episodes(ref)
     head = "| method | episodes | " + " | ".join(f"{m} | Δ{m} vs {_label(ref)} [95%]" for m in metrics) + " |"
-    lines = [head, "|" + "---|" * (2 + 2 * len(metrics))]
+    lines = [metrics_table(reports), "", head, "|" + "---|" * (2 + 2 * len(metrics))]
     for rep in reports:
         if rep["seeds"] != ref["seeds"] or len(rep["runs"]) != len(ref["runs"]):
             raise ValueError(f"{rep['_path']}: not paired with {ref['_path']} (episode seeds or number of runs differ)")
