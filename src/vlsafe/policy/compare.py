@@ -48,8 +48,18 @@ def paired_episodes(rep: dict[str, Any]) -> list[EpisodeMetrics]:
 
 
 def _label(rep: dict[str, Any]) -> str:
+    if "_label" in rep:
+        return rep["_label"]
     actor = "" if rep.get("greedy", True) else " (sampled)"
     return "/".join(rep["methods"]) + actor
+
+
+def _name_apart(reports: list[dict[str, Any]]) -> None:
+    """Reports of one method (e.g. ablations) are told apart by their folder names."""
+    labels = [_label(r) for r in reports]
+    if len(set(labels)) < len(labels):
+        for r in reports:
+            r["_label"] = f"{_label(r)} ({Path(r['_path']).parent.name})"
 
 
 def metrics_table(reports: list[dict[str, Any]]) -> str:
@@ -65,6 +75,7 @@ def compare_reports(reports: list[dict[str, Any]], metrics: list[str]) -> str:
     for m in metrics:
         if m not in METRICS:
             raise ValueError(f"unknown metric {m!r}; valid metrics: {', '.join(METRICS)}")
+    _name_apart(reports)
     ref = reports[0]
     ref_eps = paired_episodes(ref)
     head = "| method | episodes | " + " | ".join(f"{m} | Δ{m} vs {_label(ref)} [95%]" for m in metrics) + " |"
