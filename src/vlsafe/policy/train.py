@@ -12,6 +12,7 @@ needs neither the dataset nor the world-model run.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,14 @@ from vlsafe.policy.actor_critic import ImaginationLearner, PolicyConfig, method_
 from vlsafe.policy.agent import start_states
 from vlsafe.policy.evaluate import make_env, simulate
 from vlsafe.runlog import MetricsLog
-from vlsafe.worldmodel.checkpoint import CheckpointError, load_checkpoint, resume_checkpoint, save_checkpoint
+from vlsafe.worldmodel.checkpoint import (
+    CheckpointError,
+    NonFiniteError,
+    load_checkpoint,
+    read_checkpoint_meta,
+    resume_checkpoint,
+    save_checkpoint,
+)
 from vlsafe.worldmodel.rssm import WorldModel, WorldModelConfig
 from vlsafe.worldmodel.train import load_world_model
 
@@ -135,6 +143,12 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
         row: dict[str, float] = learner.update(world, {k: data[k][idx] for k in keys},
                                                {"deter": data["deter"][nxt], "stoch": data["stoch"][nxt]}, opt)
         step += 1
+        bad = [k for k, v in row.items() if k.endswith("loss") and not math.isfinite(v)]
+        if bad:  # stop before a checkpoint could hold what this update did
+            metrics_log.close()
+            kept = read_checkpoint_meta(out)["step"] if (out / "checkpoint.safetensors").exists() else "none"
+            raise NonFiniteError(f"{out}: {bad[0]} is {row[bad[0]]} at update {step}; stopped, the last checkpoint "
+                                 f"(step {kept}) is kept")
         if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
             env = env or make_env(task)
             runs = simulate(policy, env, range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_episodes), device=device)

@@ -22,7 +22,14 @@ from vlsafe.config import ConfigError, apply_overrides, from_dict, to_dict
 from vlsafe.data.sampler import SequenceSampler
 from vlsafe.data.store import DatasetError, EpisodeStore, dataset_checksum
 from vlsafe.runlog import MetricsLog
-from vlsafe.worldmodel.checkpoint import CheckpointError, load_checkpoint, resume_checkpoint, save_checkpoint
+from vlsafe.worldmodel.checkpoint import (
+    CheckpointError,
+    NonFiniteError,
+    load_checkpoint,
+    read_checkpoint_meta,
+    resume_checkpoint,
+    save_checkpoint,
+)
 from vlsafe.worldmodel.rssm import PRESETS, WorldModel, WorldModelConfig
 
 __all__ = ["TrainWMConfig", "resolve_config", "fit", "to_torch", "split_seeds", "load_world_model"]
@@ -99,24 +106,33 @@ def _identity(store: EpisodeStore, cfg: TrainWMConfig) -> dict[str, Any]:
 
 
 def _check_dataset(store: EpisodeStore, model: WorldModelConfig) -> dict[str, Any]:
+    """The manifest, once every episode file has been checked (frame size, finite numbers,
+    checksums): a bad dataset is refused before the run folder is created."""
     man = store.manifest()
-    if not man.get("complete"):
-        raise DatasetError(f"{store.manifest_path}: the dataset is not complete (collection still running or killed)")
-    if int(man.get("bev_size", 64)) != model.image_size:
+    if man.get("complete") and int(man.get("bev_size", 64)) != model.image_size:
         raise DatasetError(f"{store.root}: frames are {man.get('bev_size')} px, the world model needs {model.image_size} px")
-    return man
+    return store.validate(image_size=model.image_size)
 
 
 def load_world_model(run: str | Path, device: str = "cpu") -> tuple[WorldModel, dict[str, Any]]:
     """A trained world model from a train-wm run folder (weights only, no optimizer)."""
     run = Path(run)
-    side = run / "checkpoint.json"
-    if not side.exists():
+    if not (run / "checkpoint.json").exists() and not (run / "checkpoint.safetensors").exists():
         raise CheckpointError(f"{run}: no checkpoint.json (is this a train-wm run folder?)")
-    meta = json.loads(side.read_text())
-    model = WorldModel(from_dict(WorldModelConfig, meta["identity"]["model"])).to(device)
+    meta = read_checkpoint_meta(run)
+    try:
+        model = WorldModel(from_dict(WorldModelConfig, meta["identity"]["model"])).to(device)
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{run}/checkpoint.json: no world-model identity (is this a train-wm run folder?)") from None
     load_checkpoint(run, model, device=device)
     return model.eval(), meta
+
+
+def _saved_step(folder: Path) -> str:
+    try:
+        return str(read_checkpoint_meta(folder)["step"])
+    except CheckpointError:
+        return "none"
 
 
 def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cpu",
@@ -158,6 +174,11 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):  # stop before the step writes NaN into the weights
+            metrics_log.close()
+            sampler.close()
+            raise NonFiniteError(f"{out}: loss {loss.item()} / gradient norm {grad_norm.item()} at step {step + 1}; "
+                                 f"stopped, the last checkpoint (step {_saved_step(out)}) is kept")
         opt.step()
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
