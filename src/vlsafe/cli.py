@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from vlsafe.config import ConfigError, to_dict
+from vlsafe.runlog import dumps
 
 __all__ = ["main"]
 
@@ -63,7 +64,7 @@ def drive(task: str, backend: str, episodes: int, seed: int, out: Path, override
     finally:
         env.close()
     row = aggregate(r.metrics for r in runs)
-    (out / "episodes.json").write_text(json.dumps([{"seed": r.seed, **to_json(r.metrics)} for r in runs], indent=1))
+    (out / "episodes.json").write_text(dumps([{"seed": r.seed, **to_json(r.metrics)} for r in runs], indent=1))
     write_manifest(out, stage="drive", config=to_dict(env.config), extra={"driver": driver, "seed": seed,
                                                                         "episodes": episodes, "metrics": row})
     return row
@@ -258,7 +259,7 @@ def _cmd_eval_wm(args: argparse.Namespace) -> int:
         [int(e["seed"]) for e in store.entries()]
     labels = _labels(store, run_cfg["train"]["labels"]) if run_cfg["train"]["labels"] != "none" else None
     report = evaluate_world_model(model, store, held, labels=labels, out=Path(args.run))
-    print(json.dumps(report, indent=1))
+    print(dumps(report, indent=1))
     print(f"wrote {args.run}/eval.json and {args.run}/imagined.gif")
     return 0
 

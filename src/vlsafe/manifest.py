@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from vlsafe.runlog import dumps
+
 __all__ = ["write_manifest", "read_manifest", "code_version"]
 
 _PACKAGES = ("vlsafe", "torch", "numpy", "gymnasium", "metadrive-simulator", "highway-env", "opencv-python")
@@ -46,7 +48,7 @@ def write_manifest(folder: Path, stage: str, config: dict[str, Any], extra: dict
             "config": config, **(extra or {})}
     path = Path(folder) / "manifest.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=float))
+    tmp.write_text(dumps(data, indent=1, default=float))
     tmp.replace(path)
     return path
 

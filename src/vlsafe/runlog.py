@@ -9,8 +9,30 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
-__all__ = ["MetricsLog"]
+import numpy as np
+
+__all__ = ["MetricsLog", "json_safe", "dumps"]
+
+
+def json_safe(x: Any) -> Any:
+    """`x` with every NaN/inf float (numpy's too) replaced by None, recursively: JSON has no NaN,
+    and Python's json module would otherwise write a bare `NaN` that other readers reject."""
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    """json.dumps of `obj` through json_safe; never writes NaN or Infinity."""
+    return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
 
 
 class MetricsLog:

@@ -166,6 +166,8 @@ def _single_threaded_children():
 def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = print) -> EpisodeStore:
     cfg.validate()
     task_cfg = cfg.task_config()
+    if task_cfg.observation.bev.size != cfg.bev_size:  # `--set observation.bev.size=N` wins: record what is drawn
+        cfg = dataclasses.replace(cfg, bev_size=task_cfg.observation.bev.size)
     store = EpisodeStore(out)
     ident = _identity(cfg, task_cfg)
     if store.manifest_path.exists():
@@ -224,13 +226,16 @@ def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = pr
 
     n = _prefix_complete(cfg, done)
     keep = [cfg.seed_start + i for i in range(n)]
-    for seed in set(done) - set(keep):  # finished beyond the budget: not part of this dataset
+    # finished beyond the budget, including the episodes still running when the budget was met
+    # (the pool's shutdown lets them finish and write): not part of this dataset
+    for seed in set(store.seeds_on_disk()) - set(keep):
         store.path(seed).unlink(missing_ok=True)
+    store.clean_partial()
     entries = [done[s] for s in keep]
     store.write_manifest({
         "stage": "collect", "identity": ident, "complete": True, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "code_version": _code_version(), "task": ident["task"], "mixture": parse_mixture(cfg.mixture),
-        "seeds": [keep[0], keep[-1]], "bev_size": cfg.bev_size, "dt": _dt(store, keep[0]),
+        "seeds": [keep[0], keep[-1]], "bev_size": task_cfg.observation.bev.size, "dt": _dt(store, keep[0]),
         "totals": {"episodes": len(entries), "steps": sum(e["steps"] for e in entries),
                    "bytes": sum(e["bytes"] for e in entries)},
         "episodes": entries,

@@ -22,6 +22,7 @@ import hdf5plugin  # registers the Blosc filter for reading and writing
 import numpy as np
 
 from vlsafe.data.episode import SIGNALS, Episode
+from vlsafe.runlog import dumps
 
 __all__ = ["DatasetError", "EpisodeStore", "episode_filename", "FRAME_CHUNK", "sha256_file", "dataset_checksum", "SIGNALS"]
 
@@ -124,7 +125,7 @@ class EpisodeStore:
     def write_manifest(self, data: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=1, default=float))
+        tmp.write_text(dumps(data, indent=1, default=float))
         os.replace(tmp, self.manifest_path)
 
     # -- reading ------------------------------------------------------------------------------
@@ -166,8 +167,16 @@ class EpisodeStore:
         for entry in self.entries():
             yield self.read(int(entry["seed"]))
 
+    def strays(self) -> list[Path]:
+        """Episode files under `episodes/` that the manifest does not list (the manifest is the dataset)."""
+        if not self.episodes_dir.exists():
+            return []
+        listed = {(self.root / e["file"]).name for e in self.entries()}
+        return sorted(p for p in self.episodes_dir.iterdir() if p.name not in listed)
+
     def verify(self) -> list[str]:
-        """Check every manifest entry against its file's SHA-256; returns one-line problems."""
+        """Check every manifest entry against its file's SHA-256, and every file the folder holds
+        against the manifest; returns one-line problems."""
         problems = []
         for entry in self.entries():
             path = self.root / entry["file"]
@@ -175,5 +184,52 @@ class EpisodeStore:
                 problems.append(f"{path}: missing")
             elif sha256_file(path) != entry["sha256"]:
                 problems.append(f"{path}: checksum mismatch (file changed or corrupt)")
+        for path in self.strays():
+            problems.append(f"{path}: stray file, not listed in {self.manifest_path.name}")
         return problems
 
+    def validate(self, image_size: int | None = None, checksums: bool = True) -> dict[str, Any]:
+        """The manifest, after refusing - in one line naming the file and field - a dataset that a
+        stage would otherwise train on or label wrongly: incomplete, missing or changed files,
+        NaN/inf in any numeric field, or frames of another size than the manifest (or `image_size`)
+        says. Finite values are checked before checksums, so the message names the field."""
+        man = self.manifest()
+        if not man.get("complete"):
+            raise DatasetError(f"{self.manifest_path}: the dataset is not complete (collection still running or killed)")
+        if not self.entries():
+            raise DatasetError(f"{self.manifest_path}: lists no episodes")
+        size = man.get("bev_size")
+        if image_size is not None and size is not None and int(size) != image_size:
+            raise DatasetError(f"{self.manifest_path}: bev_size is {size}, expected {image_size} px frames")
+        for entry in self.entries():
+            seed = int(entry["seed"])
+            path = self.root / entry["file"]
+            if not path.exists():
+                raise DatasetError(f"{path}: episode file missing (listed in {self.manifest_path.name})")
+            with self.open(seed) as f:
+                try:
+                    fields = {name: f[name] for name in _ARRAYS} | {f"signals/{k}": f["signals"][k] for k in f["signals"]}
+                    shape = f["bev"].shape
+                    for name, ds in fields.items():
+                        if name == "bev" or ds.dtype.kind != "f":
+                            continue
+                        arr = ds[()]
+                        bad = ~np.isfinite(arr)
+                        if bad.any():
+                            row = int(np.argwhere(bad)[0][0])
+                            raise DatasetError(f"{path}: field {name!r} holds {int(bad.sum())} NaN/inf value(s), "
+                                               f"first at row {row}; refusing to use this dataset")
+                    steps = len(fields["reward"])
+                except KeyError as err:
+                    raise DatasetError(f"{path}: missing dataset {err}") from None
+                except OSError as err:
+                    raise DatasetError(f"{path}: corrupt data ({err})") from None
+            want = int(size) if size is not None else image_size
+            if want is not None and tuple(shape[1:]) != (want, want, 3):
+                raise DatasetError(f"{path}: frames are {shape[1]}x{shape[2]} px but {self.manifest_path.name} says "
+                                   f"bev_size {size}" + (f" (expected {image_size})" if image_size else ""))
+            if steps != int(entry["steps"]):
+                raise DatasetError(f"{path}: {steps} steps on disk, {entry['steps']} in {self.manifest_path.name}")
+            if checksums and sha256_file(path) != entry["sha256"]:
+                raise DatasetError(f"{path}: checksum mismatch (file changed or corrupt); see `vlsafe data verify {self.root}`")
+        return man

@@ -7,9 +7,10 @@ model that cannot take the frames, an unknown prompt set) end with one line on s
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from vlsafe.runlog import dumps
 
 __all__ = ["add_commands", "resolve_prob"]
 
@@ -131,7 +132,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 print(format_quality(q, f"{task} pooled over {len(names)} datasets"), flush=True)
     except (ConfigError, DatasetError, ValueError) as err:
         return _fail(err)
-    (out / "quality.json").write_text(json.dumps({"model": scorer.describe(), "prompts": ps.to_json(),
+    (out / "quality.json").write_text(dumps({"model": scorer.describe(), "prompts": ps.to_json(),
                                                   "prob": prob.describe(), "datasets": report}, indent=1))
     print(f"wrote {out}/quality.json and plots")
     return 0

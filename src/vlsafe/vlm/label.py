@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 
 from vlsafe.data.store import DatasetError, EpisodeStore, dataset_checksum
+from vlsafe.runlog import dumps
 from vlsafe.vlm.prompts import PromptSet, get_prompt_set
 from vlsafe.vlm.scorer import ProbConfig, Scorer, similarities_to_p_safe
 
@@ -69,7 +70,9 @@ def _check_dataset(store: EpisodeStore, scorer: Scorer) -> dict:
         raise DatasetError(f"{store.root}: frames are {size}x{size} px but model {scorer.model_id} takes "
                            f"{scorer.image_size}x{scorer.image_size}; collect with --bev-size {scorer.image_size} "
                            f"or use a model trained at {size} px")
-    return man
+    # every file, also when the labels are cached: a truncated or changed episode is named here,
+    # not after half the episodes were labelled, nor hidden behind a cache hit
+    return store.validate(image_size=scorer.image_size)
 
 
 def label_dataset(store: EpisodeStore, scorer: Scorer, prompts: str | PromptSet = "paper-v1",
@@ -153,7 +156,7 @@ def label_dataset(store: EpisodeStore, scorer: Scorer, prompts: str | PromptSet 
             "quality": {m: {str(k): v for k, v in r.items()} for m, r in quality.items()},
         }
         tmp_json = prov_path.with_suffix(".json.tmp")
-        tmp_json.write_text(json.dumps(prov, indent=1))
+        tmp_json.write_text(dumps(prov, indent=1))
         os.replace(tmp, final)
         os.replace(tmp_json, prov_path)
     except BaseException:

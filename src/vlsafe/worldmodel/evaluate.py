@@ -8,7 +8,6 @@ of real vs imagined frames with ĉ and p̂ written on them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from vlsafe.data.store import EpisodeStore
+from vlsafe.runlog import dumps
 from vlsafe.vlm.quality import auroc, future_cost
 from vlsafe.worldmodel.rssm import WorldModel
 from vlsafe.worldmodel.train import to_torch
@@ -98,8 +98,7 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
         report["safety_auroc_vs_vlm"] = auroc(1 - cat["p_hat"], cat["vlm_unsafe"])
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        clean = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in report.items()}
-        (out / "eval.json").write_text(json.dumps(clean, indent=1))  # NaN (a class absent) -> null
+        (out / "eval.json").write_text(dumps(report, indent=1))  # NaN (a class absent, a diverged model) -> null
         if gif is not None:
             _write_gif(out / "imagined.gif", *gif)
     return report
