@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -253,7 +252,9 @@ def _cmd_eval_wm(args: argparse.Namespace) -> int:
     from vlsafe.worldmodel.train import _labels, load_world_model
 
     model, meta = load_world_model(args.run, args.device)
-    run_cfg = json.loads((Path(args.run) / "config.json").read_text())
+    from vlsafe.manifest import read_json
+
+    run_cfg = read_json(Path(args.run) / "config.json", "a train-wm run's config", ("data", "held_out_seeds", "train"))
     store = EpisodeStore(args.data or run_cfg["data"])
     held = run_cfg["held_out_seeds"] if not args.data or args.data == run_cfg["data"] else \
         [int(e["seed"]) for e in store.entries()]
@@ -395,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ConfigError, ValueError, FileNotFoundError) as err:  # user mistakes: one line, no traceback
+    except (ConfigError, ValueError, OSError) as err:  # user mistakes and unreadable paths: one line, no traceback
         print(f"vlsafe: error: {err}", file=sys.stderr)
         return 2
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from vlsafe.runlog import dumps
 
-__all__ = ["write_manifest", "read_manifest", "code_version"]
+__all__ = ["write_manifest", "read_manifest", "code_version", "read_json"]
 
 _PACKAGES = ("vlsafe", "torch", "numpy", "gymnasium", "metadrive-simulator", "highway-env", "opencv-python")
 
@@ -51,6 +51,21 @@ def write_manifest(folder: Path, stage: str, config: dict[str, Any], extra: dict
     tmp.write_text(dumps(data, indent=1, default=float))
     tmp.replace(path)
     return path
+
+
+def read_json(path: Path, what: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object from a file the user pointed us at; anything else (missing, a pickle, a list,
+    missing `keys`) is a one-line ValueError naming the file and what it should have been."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: missing (is this {what}?)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, IsADirectoryError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); is this {what}?") from None
+    if not isinstance(data, dict) or any(k not in data for k in keys):
+        raise ValueError(f"{path}: not {what} (expected a JSON object with {', '.join(keys) or 'fields'})")
+    return data
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

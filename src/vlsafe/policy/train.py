@@ -25,6 +25,7 @@ from torch import nn
 from vlsafe.config import ConfigError, apply_overrides, from_dict, to_dict
 from vlsafe.data.store import EpisodeStore
 from vlsafe.evaluation.metrics import aggregate
+from vlsafe.manifest import read_json
 from vlsafe.policy.actor_critic import ImaginationLearner, PolicyConfig, method_config
 from vlsafe.policy.agent import start_states
 from vlsafe.policy.evaluate import make_env, simulate
@@ -82,9 +83,12 @@ def load_policy(run: str | Path, device: str = "cpu") -> tuple[Policy, dict[str,
     run = Path(run)
     if not (run / "config.json").exists() or not (run / "checkpoint.json").exists():
         raise CheckpointError(f"{run}: no config.json/checkpoint.json (is this a train-policy run folder?)")
-    conf = json.loads((run / "config.json").read_text())
-    policy = Policy(from_dict(WorldModelConfig, conf["identity"]["world_model"]["model"]),
-                    from_dict(PolicyConfig, conf["identity"]["policy"])).to(device)
+    conf = read_json(run / "config.json", "a train-policy run's config", ("identity", "task"))
+    try:
+        policy = Policy(from_dict(WorldModelConfig, conf["identity"]["world_model"]["model"]),
+                        from_dict(PolicyConfig, conf["identity"]["policy"])).to(device)
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{run}/config.json: no policy identity (is this a train-policy run folder?)") from None
     meta = load_checkpoint(run, policy, device=device)
     policy.learner.load_extra_state(meta["learner"])
     return policy.eval(), conf
@@ -94,7 +98,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
         log: Callable[[str], None] = print) -> Policy:
     wm_run, out = Path(world_model_run), Path(out)
     wm, wm_meta = load_world_model(wm_run, device)
-    wm_conf = json.loads((wm_run / "config.json").read_text())
+    wm_conf = read_json(wm_run / "config.json", "a train-wm run's config", ("data", "held_out_seeds"))
     store = EpisodeStore(wm_conf["data"])
     manifest = store.manifest()
     task = manifest.get("task") or manifest["identity"]["task"]

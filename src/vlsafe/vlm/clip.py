@@ -39,6 +39,23 @@ def _weights_digest(folder: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def _check_local(model: str) -> bool:
+    """Whether `model` names a local folder; a path that is no folder, or a folder of pickled
+    weights only, is refused here, before transformers would guess a hub id or unpickle."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        if model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model:
+            raise ConfigError(f"--model {model}: no such folder")
+        return False  # a hub id
+    if not path.is_dir():
+        raise ConfigError(f"--model {model}: not a folder (expected a CLIP model folder with model.safetensors)")
+    if not any(path.glob("*.safetensors")):
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt"))
+        what = f"only pickled weights ({', '.join(pickled)})" if pickled else "no model.safetensors"
+        raise ConfigError(f"--model {model}: the folder holds {what}; vlsafe loads safetensors weights only")
+    return True
+
+
 def _side(size, *names: str) -> int:
     """An edge length from a processor size entry (int, dict or transformers' SizeDict)."""
     if size is None or isinstance(size, (int, float)):
@@ -61,16 +78,18 @@ class ClipScorer:
             raise ConfigError(f"clip preprocess: expected 'torch' or 'processor', got {preprocess!r}")
         if threads:
             torch.set_num_threads(threads)
-        local = Path(model).exists()
+        local = _check_local(model)
         offline = local or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the PIL-processor fallback notice is expected here
         try:
             self.processor = CLIPProcessor.from_pretrained(model, local_files_only=offline)
-            self.model = CLIPModel.from_pretrained(model, local_files_only=offline, dtype=getattr(torch, dtype)).eval()
-        except OSError as err:
+            self.model = CLIPModel.from_pretrained(model, local_files_only=offline, dtype=getattr(torch, dtype),
+                                                   use_safetensors=True).eval()
+        except Exception as err:  # noqa: BLE001 - whatever a foreign folder makes the loader raise is one line
             where = "folder" if local else "hub id (not in the local cache and no network?)"
-            raise ConfigError(f"cannot load CLIP {model!r} as a {where}: {str(err).splitlines()[0]}") from None
+            why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ConfigError(f"cannot load CLIP {model!r} as a {where}: {why}") from None
         finally:
             hf_logging.set_verbosity(verbosity)
         ip = self.processor.image_processor

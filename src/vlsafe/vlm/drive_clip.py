@@ -306,28 +306,45 @@ class DriveClipScorer:
     backend = "drive-clip"
 
     def __init__(self, folder: str | Path, threads: int | None = None, text: TextTower | None = None):
-        from safetensors.torch import load_file
-
         folder = Path(folder)
+        if not folder.exists():
+            raise ConfigError(f"{folder}: no such folder (expected a drive-clip model from `vlsafe vlm train`)")
+        if not folder.is_dir():
+            raise ConfigError(f"{folder}: not a folder (expected a drive-clip model from `vlsafe vlm train`)")
         try:
             self.manifest = json.loads((folder / "manifest.json").read_text())
         except FileNotFoundError:
             raise ConfigError(f"{folder}: no drive-clip model (manifest.json missing); train one with "
                               f"`vlsafe vlm train`") from None
-        if self.manifest.get("backend") != "drive-clip":
-            raise ConfigError(f"{folder}: manifest is for backend {self.manifest.get('backend')!r}, not drive-clip")
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{folder / 'manifest.json'}: not a JSON manifest ({err})") from None
+        if not isinstance(self.manifest, dict) or self.manifest.get("backend") != "drive-clip":
+            backend = self.manifest.get("backend") if isinstance(self.manifest, dict) else None
+            raise ConfigError(f"{folder}: manifest is for backend {backend!r}, not drive-clip")
         if threads:
             torch.set_num_threads(threads)
-        self.config = from_dict(DriveClipConfig, self.manifest["config"])
-        self.model = DriveClip(self.config.image_size, self.config.width)
-        weights = load_file(str(folder / "model.safetensors"))
-        self.model.load_state_dict({k: v.float() for k, v in weights.items()})  # the packaged default is float16
-        self.model.eval()
+        self.model = self._load(folder)
         self.folder = folder
         self.image_size = self.config.image_size
         self.logit_scale = self.model.logit_scale.item()
         self.model_id = f"drive-clip:{self.manifest['model_sha256'][:12]}"
         self._text = text
+
+    def _load(self, folder: Path) -> DriveClip:
+        """The image tower from safetensors; a manifest or weights file of something else is one line."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            self.config = from_dict(DriveClipConfig, self.manifest["config"])
+            model = DriveClip(self.config.image_size, self.config.width)
+            weights = load_file(str(folder / "model.safetensors"))
+            model.load_state_dict({k: v.float() for k, v in weights.items()})  # the packaged default is float16
+            str(self.manifest["model_sha256"])
+        except (KeyError, TypeError, OSError, RuntimeError, SafetensorError, AssertionError) as err:
+            why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ConfigError(f"{folder}: not a usable drive-clip model ({type(err).__name__}: {why})") from None
+        return model.eval()
 
     def describe(self) -> dict:
         return {"backend": self.backend, "model_id": self.model_id, "folder": str(self.folder),
