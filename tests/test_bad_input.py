@@ -1,0 +1,201 @@
+"""Deliberately broken inputs, each refused before any work: exit status 2, one line on stderr
+naming the file or field, and nothing written. Datasets are scripted episodes written straight to
+disk (no simulator), so every case runs in-process in well under a second or two."""
+
+import pickle
+import shutil
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401 - the Blosc filter of the image arrays
+import numpy as np
+import pytest
+import torch
+
+from tests.vlm.synthetic import scripted_episode
+from vlsafe.cli import main
+from vlsafe.data.store import EpisodeStore
+from vlsafe.vlm.label import label_dataset
+from vlsafe.vlm.scorer import load_scorer
+from vlsafe.worldmodel.train import fit, resolve_config
+
+TINY = ["--steps", "2", "--set", "batch_size=2", "--set", "seq_len=8", "--set", "threads=1", "--set", "log_every=1"]
+
+
+class Evil:
+    """Unpickling this would print; nothing may ever unpickle it."""
+
+    def __reduce__(self):
+        return (print, ("UNPICKLED",))
+
+
+PICKLE = pickle.dumps({"weights": Evil()})
+
+
+def synthetic_dataset(root: Path, size: int = 64, episodes: int = 6, manifest_size: int | None = None) -> EpisodeStore:
+    store = EpisodeStore(root)
+    entries = [store.write(scripted_episode(seed, crash=seed % 2 == 0, size=size, steps=30)) for seed in range(episodes)]
+    store.write_manifest({"stage": "collect", "complete": True, "task": {"task": "four-lane", "backend": "highway",
+                                                                         "action": "discrete"},
+                          "bev_size": manifest_size or size, "dt": 0.1, "episodes": entries})
+    return store
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A labelled 64 px dataset, a 63 px one, and a world-model run checkpointed at steps 2 and 4."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("bad")
+    ds = synthetic_dataset(root / "ds")
+    label_dataset(ds, load_scorer("drive-clip", threads=1), log=lambda *_: None)
+    synthetic_dataset(root / "ds63", size=63)
+    synthetic_dataset(root / "ds63lie", size=63, manifest_size=64)
+    other = synthetic_dataset(root / "other", episodes=4)
+    label_dataset(other, load_scorer("drive-clip", threads=1), log=lambda *_: None)
+    cfg = ["labels=none", "batch_size=2", "seq_len=8", "threads=1", "checkpoint_every=2", "log_every=1"]
+    run = root / "wm"
+    fit(ds.root, run, resolve_config("xs", [*cfg, "steps=2"]), log=lambda *_: None)
+    shutil.copy(run / "checkpoint.json", root / "sidecar_step2.json")
+    fit(ds.root, run, resolve_config("xs", [*cfg, "steps=4"]), log=lambda *_: None)
+    (root / "pickle.pkl").write_bytes(PICKLE)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def set_field(path: Path, name: str, row: int, value: float) -> None:
+    with h5py.File(path, "r+") as f:
+        arr = f[name][()]
+        arr[row] = value
+        f[name][...] = arr
+
+
+# Each case: (name, how to break a copy of the inputs in `w`, the command, a fragment of the message).
+def nan_reward(w):
+    set_field(w / "ds/episodes/ep_000000002.h5", "reward", 3, np.nan)
+
+
+def inf_vector(w):
+    set_field(w / "ds/episodes/ep_000000001.h5", "vector", 0, np.inf)
+
+
+def nan_signal(w):
+    set_field(w / "ds/episodes/ep_000000004.h5", "signals/ttc", 5, np.nan)
+
+
+def truncate_episode(w):
+    p = w / "ds/episodes/ep_000000003.h5"
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def torn_checkpoint(w):
+    shutil.copy(w / "sidecar_step2.json", w / "wm/checkpoint.json")
+
+
+def pickle_weights(w):
+    (w / "wm/checkpoint.safetensors").write_bytes(PICKLE)
+
+
+def pickle_sidecar(w):
+    (w / "wm/checkpoint.json").write_bytes(PICKLE)
+
+
+def pickle_run_config(w):
+    (w / "wm/config.json").write_bytes(PICKLE)
+
+
+def pickle_only_clip(w):
+    (w / "clip").mkdir()
+    (w / "clip/pytorch_model.bin").write_bytes(PICKLE)
+    (w / "clip/config.json").write_text("{}")
+
+
+def garbage_manifest(w):
+    (w / "ds/manifest.json").write_text("{not json")
+
+
+def foreign_labels(w):
+    shutil.rmtree(w / "ds/labels")
+    shutil.copytree(w / "other/labels", w / "ds/labels")
+
+
+def nothing(w):
+    pass
+
+
+CASES = [
+    ("nan-reward/train-wm", nan_reward, ["train-wm", "{w}/ds", "--out", "{w}/run", *TINY],
+     "ep_000000002.h5: field 'reward' holds 1 NaN/inf value(s), first at row 3"),
+    ("nan-reward/label", nan_reward, ["label", "{w}/ds"], "ep_000000002.h5: field 'reward' holds 1 NaN/inf"),
+    ("inf-observation/train-wm", inf_vector, ["train-wm", "{w}/ds", "--out", "{w}/run", *TINY],
+     "ep_000000001.h5: field 'vector' holds"),
+    ("nan-signal/train-wm", nan_signal, ["train-wm", "{w}/ds", "--out", "{w}/run", *TINY],
+     "ep_000000004.h5: field 'signals/ttc' holds"),
+    ("63px/train-wm", nothing, ["train-wm", "{w}/ds63", "--out", "{w}/run", "--set", "labels=none", *TINY],
+     "ds63: frames are 63 px, the world model needs 64 px"),
+    ("63px/label", nothing, ["label", "{w}/ds63"], "frames are 63x63 px but model drive-clip"),
+    ("63px-manifest-says-64/train-wm", nothing,
+     ["train-wm", "{w}/ds63lie", "--out", "{w}/run", "--set", "labels=none", *TINY],
+     "ep_000000000.h5: frames are 63x63 px but manifest.json says bev_size 64"),
+    ("truncated-episode/label-cached", truncate_episode, ["label", "{w}/ds"], "ep_000000003.h5: cannot open, truncated"),
+    ("truncated-episode/train-wm", truncate_episode, ["train-wm", "{w}/ds", "--out", "{w}/run", *TINY],
+     "ep_000000003.h5: cannot open, truncated"),
+    ("torn-checkpoint/resume", torn_checkpoint, ["train-wm", "{w}/ds", "--out", "{w}/wm", *TINY, "--steps", "6",
+                                                 "--set", "labels=none", "--set", "checkpoint_every=2"],
+     "torn checkpoint: checkpoint.safetensors holds step 4 but checkpoint.json describes step 2"),
+    ("torn-checkpoint/eval-wm", torn_checkpoint, ["eval-wm", "{w}/wm"], "torn checkpoint"),
+    ("torn-checkpoint/train-policy", torn_checkpoint, ["train-policy", "{w}/wm", "--out", "{w}/pol"], "torn checkpoint"),
+    ("pickle-weights/eval-wm", pickle_weights, ["eval-wm", "{w}/wm"],
+     "wm/checkpoint.safetensors: not a safetensors checkpoint"),
+    ("pickle-weights/resume", pickle_weights, ["train-wm", "{w}/ds", "--out", "{w}/wm", "--set", "labels=none", *TINY],
+     "wm/checkpoint.safetensors: not a safetensors checkpoint"),
+    ("pickle-sidecar/train-policy", pickle_sidecar, ["train-policy", "{w}/wm", "--out", "{w}/pol"],
+     "wm/checkpoint.json: not a JSON checkpoint sidecar"),
+    ("pickle-config/eval-wm", pickle_run_config, ["eval-wm", "{w}/wm"], "wm/config.json: not valid JSON"),
+    ("world-model-run-as-policy/eval", nothing, ["eval", "{w}/wm", "--episodes", "1", "--out", "{w}/ev"],
+     "wm/config.json: not a train-policy run's config"),
+    ("pickle-file-as-run/eval-wm", nothing, ["eval-wm", "{w}/pickle.pkl"], "no checkpoint.json"),
+    ("clip-nonexistent-folder", nothing, ["label", "{w}/ds", "--backend", "clip", "--model", "/nonexistent/folder"],
+     "--model /nonexistent/folder: no such folder"),
+    ("clip-pickle-only-folder", pickle_only_clip, ["label", "{w}/ds", "--backend", "clip", "--model", "{w}/clip"],
+     "holds only pickled weights (pytorch_model.bin); vlsafe loads safetensors weights only"),
+    ("drive-clip-pickle-file", nothing, ["label", "{w}/ds", "--model", "{w}/pickle.pkl"], "pickle.pkl: not a folder"),
+    # the cases that were already clean, kept that way
+    ("unknown-task", nothing, ["collect", "--task", "four-lanes", "--out", "{w}/new"], "did you mean 'four-lane'"),
+    ("key-typo", nothing, ["train-wm", "{w}/ds", "--out", "{w}/run", "--set", "lrr=1"], "did you mean 'lr'"),
+    ("missing-folder", nothing, ["train-wm", "{w}/nowhere", "--out", "{w}/run"], "nowhere/manifest.json: no manifest"),
+    ("invalid-manifest", garbage_manifest, ["label", "{w}/ds"], "ds/manifest.json: not valid JSON"),
+    ("labels-of-another-dataset", foreign_labels, ["train-wm", "{w}/ds", "--out", "{w}/run", *TINY],
+     "were made for dataset"),
+    ("checkpoint-of-another-preset", nothing, ["train-wm", "{w}/ds", "--preset", "s", "--out", "{w}/wm",
+                                               "--set", "labels=none"], "another config or dataset"),
+]
+
+
+@pytest.mark.parametrize("name, breaks, argv, fragment", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_in_one_line_and_nothing_is_written(base, tmp_path, capsys, name, breaks, argv, fragment):
+    w = tmp_path / "w"
+    shutil.copytree(base, w)
+    breaks(w)
+    before = snapshot(w)
+    capsys.readouterr()
+    code = main([a.format(w=w) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("vlsafe: error: ") and fragment in lines[0], err
+    assert "weights_only" not in err and "UNPICKLED" not in err + capsys.readouterr().out
+    assert snapshot(w) == before, "a refused command wrote to disk"
+
+
+def test_data_verify_lists_stray_files(base, tmp_path, capsys):
+    w = tmp_path / "ds"
+    shutil.copytree(base / "ds", w)
+    shutil.copy(w / "episodes/ep_000000000.h5", w / "episodes/ep_000000099.h5")
+    (w / "episodes/notes.txt").write_text("x")
+    assert main(["data", "verify", str(w)]) == 1
+    out = capsys.readouterr().out
+    assert f"{w}/episodes/ep_000000099.h5: stray file, not listed in manifest.json" in out
+    assert f"{w}/episodes/notes.txt: stray file" in out and "2 problem(s)" in out
