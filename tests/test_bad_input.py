@@ -190,12 +190,18 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(base, tmp_path,
     assert snapshot(w) == before, "a refused command wrote to disk"
 
 
-def test_data_verify_lists_stray_files(base, tmp_path, capsys):
+def test_data_verify_lists_stray_files_and_bad_content(base, tmp_path, capsys):
     w = tmp_path / "ds"
     shutil.copytree(base / "ds", w)
+    assert main(["data", "verify", str(w)]) == 0
     shutil.copy(w / "episodes/ep_000000000.h5", w / "episodes/ep_000000099.h5")
     (w / "episodes/notes.txt").write_text("x")
+    set_field(w / "episodes/ep_000000002.h5", "cost", 0, np.nan)
+    capsys.readouterr()
     assert main(["data", "verify", str(w)]) == 1
     out = capsys.readouterr().out
     assert f"{w}/episodes/ep_000000099.h5: stray file, not listed in manifest.json" in out
-    assert f"{w}/episodes/notes.txt: stray file" in out and "2 problem(s)" in out
+    assert f"{w}/episodes/notes.txt: stray file" in out
+    assert f"{w}/episodes/ep_000000002.h5: checksum mismatch" in out
+    assert f"{w}/episodes/ep_000000002.h5: field 'cost' holds 1 NaN/inf value(s), first at row 0" in out
+    assert "4 problem(s)" in out

@@ -175,24 +175,59 @@ class EpisodeStore:
         return sorted(p for p in self.episodes_dir.iterdir() if p.name not in listed)
 
     def verify(self) -> list[str]:
-        """Check every manifest entry against its file's SHA-256, and every file the folder holds
-        against the manifest; returns one-line problems."""
+        """Check every manifest entry against its file (SHA-256, then its content: finite numbers,
+        frame size, step count), and every file the folder holds against the manifest; returns
+        one-line problems."""
         problems = []
+        size = self.manifest().get("bev_size")
         for entry in self.entries():
             path = self.root / entry["file"]
             if not path.exists():
                 problems.append(f"{path}: missing")
-            elif sha256_file(path) != entry["sha256"]:
+                continue
+            if sha256_file(path) != entry["sha256"]:
                 problems.append(f"{path}: checksum mismatch (file changed or corrupt)")
+            content = self._content_problem(entry, size, None)
+            if content:
+                problems.append(content)
         for path in self.strays():
             problems.append(f"{path}: stray file, not listed in {self.manifest_path.name}")
         return problems
+
+    def _content_problem(self, entry: dict[str, Any], size: int | None, image_size: int | None) -> str | None:
+        """What is wrong inside one episode file, in one line naming it and the field, or None."""
+        path = self.root / entry["file"]
+        try:
+            with self.open(int(entry["seed"])) as f:
+                fields = {name: f[name] for name in _ARRAYS} | {f"signals/{k}": f["signals"][k] for k in f["signals"]}
+                shape = f["bev"].shape
+                for name, ds in fields.items():
+                    if name == "bev" or ds.dtype.kind != "f":
+                        continue
+                    bad = ~np.isfinite(ds[()])
+                    if bad.any():
+                        row = int(np.argwhere(bad)[0][0])
+                        return f"{path}: field {name!r} holds {int(bad.sum())} NaN/inf value(s), first at row {row}"
+                steps = len(fields["reward"])
+        except DatasetError as err:
+            return str(err)
+        except KeyError as err:
+            return f"{path}: missing dataset {err}"
+        except OSError as err:
+            return f"{path}: corrupt data ({err})"
+        want = int(size) if size is not None else image_size
+        if want is not None and tuple(shape[1:]) != (want, want, 3):
+            return (f"{path}: frames are {shape[1]}x{shape[2]} px but {self.manifest_path.name} says bev_size {size}"
+                    + (f" (expected {image_size})" if image_size else ""))
+        if steps != int(entry["steps"]):
+            return f"{path}: {steps} steps on disk, {entry['steps']} in {self.manifest_path.name}"
+        return None
 
     def validate(self, image_size: int | None = None, checksums: bool = True) -> dict[str, Any]:
         """The manifest, after refusing - in one line naming the file and field - a dataset that a
         stage would otherwise train on or label wrongly: incomplete, missing or changed files,
         NaN/inf in any numeric field, or frames of another size than the manifest (or `image_size`)
-        says. Finite values are checked before checksums, so the message names the field."""
+        says. Content is checked before checksums, so an edited file is refused naming the field."""
         man = self.manifest()
         if not man.get("complete"):
             raise DatasetError(f"{self.manifest_path}: the dataset is not complete (collection still running or killed)")
@@ -202,34 +237,12 @@ class EpisodeStore:
         if image_size is not None and size is not None and int(size) != image_size:
             raise DatasetError(f"{self.manifest_path}: bev_size is {size}, expected {image_size} px frames")
         for entry in self.entries():
-            seed = int(entry["seed"])
             path = self.root / entry["file"]
             if not path.exists():
                 raise DatasetError(f"{path}: episode file missing (listed in {self.manifest_path.name})")
-            with self.open(seed) as f:
-                try:
-                    fields = {name: f[name] for name in _ARRAYS} | {f"signals/{k}": f["signals"][k] for k in f["signals"]}
-                    shape = f["bev"].shape
-                    for name, ds in fields.items():
-                        if name == "bev" or ds.dtype.kind != "f":
-                            continue
-                        arr = ds[()]
-                        bad = ~np.isfinite(arr)
-                        if bad.any():
-                            row = int(np.argwhere(bad)[0][0])
-                            raise DatasetError(f"{path}: field {name!r} holds {int(bad.sum())} NaN/inf value(s), "
-                                               f"first at row {row}; refusing to use this dataset")
-                    steps = len(fields["reward"])
-                except KeyError as err:
-                    raise DatasetError(f"{path}: missing dataset {err}") from None
-                except OSError as err:
-                    raise DatasetError(f"{path}: corrupt data ({err})") from None
-            want = int(size) if size is not None else image_size
-            if want is not None and tuple(shape[1:]) != (want, want, 3):
-                raise DatasetError(f"{path}: frames are {shape[1]}x{shape[2]} px but {self.manifest_path.name} says "
-                                   f"bev_size {size}" + (f" (expected {image_size})" if image_size else ""))
-            if steps != int(entry["steps"]):
-                raise DatasetError(f"{path}: {steps} steps on disk, {entry['steps']} in {self.manifest_path.name}")
+            problem = self._content_problem(entry, size, image_size)
+            if problem:
+                raise DatasetError(f"{problem}; refusing to use this dataset" if "NaN" in problem else problem)
             if checksums and sha256_file(path) != entry["sha256"]:
                 raise DatasetError(f"{path}: checksum mismatch (file changed or corrupt); see `vlsafe data verify {self.root}`")
         return man
