@@ -256,6 +256,7 @@ def _cmd_eval_wm(args: argparse.Namespace) -> int:
 
     run_cfg = read_json(Path(args.run) / "config.json", "a train-wm run's config", ("data", "held_out_seeds", "train"))
     store = EpisodeStore(args.data or run_cfg["data"])
+    store.validate(image_size=model.config.image_size)
     held = run_cfg["held_out_seeds"] if not args.data or args.data == run_cfg["data"] else \
         [int(e["seed"]) for e in store.entries()]
     labels = _labels(store, run_cfg["train"]["labels"]) if run_cfg["train"]["labels"] != "none" else None

@@ -75,7 +75,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = apply_overrides(cfg, [*extra, *args.set])
         stores = [EpisodeStore(p) for p in args.data]
         for s in stores:
-            s.manifest()
+            s.validate(image_size=cfg.image_size)
         train(stores, args.out, cfg)
     except (ConfigError, DatasetError) as err:
         return _fail(err)
