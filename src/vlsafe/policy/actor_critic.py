@@ -186,6 +186,7 @@ class ImaginationLearner(nn.Module):
         self.norm_reward, self.norm_cost = ScaleNorm(floor), ScaleNorm(floor)
         self.awr_reward, self.awr_cost = ScaleNorm(floor), ScaleNorm(floor)
         self.legacy_reward, self.legacy_cost = PercentileNorm(), PercentileNorm()
+        self.legacy_awr_reward, self.legacy_awr_cost = PercentileNorm(), PercentileNorm()
         self.lagrange = AugmentedLagrangian(cfg.cost_limit, mu=cfg.lagrange_mu, mu_growth=cfg.lagrange_mu_growth)
 
     @property
@@ -370,17 +371,15 @@ class ImaginationLearner(nn.Module):
         cost_return = float((pi * q[..., 1]).sum(1).mean() * self.scales[1])
         if cfg.adv_norm == "separate":
             rms = (prior[..., None] * adv ** 2).sum(1).mean(0).sqrt()
-            adv_r = adv[..., 0] / self.norm_reward.update(float(rms[0]))
-            adv_c = adv[..., 1] / self.norm_cost.update(float(rms[1]))
+            adv_r, adv_c = self._scaled(adv, rms, self.norm_reward, self.norm_cost)
         else:  # the earlier scaling: raw units, centred on the batch, divided by a return spread floored at 1
             raw = q[..., :2] * self.scales
-            adv_raw = raw - (prior[..., None] * raw).sum(1, keepdim=True)
-            adv_r = (adv_raw[..., 0] - adv_raw[..., 0].mean()) / self.legacy_reward.update(raw[..., 0])
-            adv_c = (adv_raw[..., 1] - adv_raw[..., 1].mean()) / self.legacy_cost.update(raw[..., 1])
+            adv_r, adv_c = self._legacy_scaled(raw - (prior[..., None] * raw).sum(1, keepdim=True), raw,
+                                               self.legacy_reward, self.legacy_cost)
         lam = 0.0
         if cfg.lagrangian:
             lam = self.lagrange.update(cost_return) if actor_on else self.lagrange.lam
-            adv_r = (adv_r - lam * adv_c) / (1 + lam)
+        adv_r = self._penalised(adv_r, adv_c, lam)
         return adv_r, adv_c, lam, cost_return
 
     def _data_weight(self, adv: torch.Tensor, returns: torch.Tensor, p: torch.Tensor, lam: float) -> torch.Tensor:
@@ -388,16 +387,28 @@ class ImaginationLearner(nn.Module):
         behaviour's value V_b, each of reward and cost on its own scale (or the earlier shared one)."""
         cfg = self.cfg
         if cfg.adv_norm == "separate":
-            rms = (adv ** 2).mean(0).sqrt()
-            adv_r = adv[:, 0] / self.awr_reward.update(float(rms[0]))
-            adv_c = adv[:, 1] / self.awr_cost.update(float(rms[1]))
+            adv_r, adv_c = self._scaled(adv, (adv ** 2).mean(0).sqrt(), self.awr_reward, self.awr_cost)
         else:
-            raw, ret = adv * self.scales, returns * self.scales
-            adv_r = (raw[:, 0] - raw[:, 0].mean()) / self.legacy_reward.update(ret[:, 0])
-            adv_c = (raw[:, 1] - raw[:, 1].mean()) / self.legacy_cost.update(ret[:, 1])
-        if cfg.lagrangian:
-            adv_r = (adv_r - lam * adv_c) / (1 + lam)
+            adv_r, adv_c = self._legacy_scaled(adv * self.scales, returns * self.scales,
+                                               self.legacy_awr_reward, self.legacy_awr_cost)
+        adv_r = self._penalised(adv_r, adv_c, lam)
         return vlsafe_weight(p, adv_r, adv_c, cfg.beta1, cfg.beta2, cfg.max_weight)
+
+    @staticmethod
+    def _scaled(adv: torch.Tensor, rms: torch.Tensor, reward: ScaleNorm, cost: ScaleNorm) -> tuple[torch.Tensor, torch.Tensor]:
+        """A_r and A_c (last dim 2) each divided by its own floored EMA scale."""
+        return adv[..., 0] / reward.update(float(rms[0])), adv[..., 1] / cost.update(float(rms[1]))
+
+    @staticmethod
+    def _legacy_scaled(adv: torch.Tensor, returns: torch.Tensor, reward: PercentileNorm,
+                       cost: PercentileNorm) -> tuple[torch.Tensor, torch.Tensor]:
+        """The earlier scaling (ablation): batch-centred, divided by a return spread floored at 1."""
+        return ((adv[..., 0] - adv[..., 0].mean()) / reward.update(returns[..., 0]),
+                (adv[..., 1] - adv[..., 1].mean()) / cost.update(returns[..., 1]))
+
+    def _penalised(self, adv_r: torch.Tensor, adv_c: torch.Tensor, lam: float) -> torch.Tensor:
+        """The Lagrangian's reward advantage (A_r − λ A_c)/(1 + λ); A_r itself when it is off."""
+        return (adv_r - lam * adv_c) / (1 + lam) if self.cfg.lagrangian else adv_r
 
     def _self_prior(self, feat: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
         """The ablation's anchor: the actor's own current log π(a|s) (π_{k+1} ∝ π_k·w)."""
@@ -420,6 +431,7 @@ class ImaginationLearner(nn.Module):
         return {"norm_reward": self.norm_reward.state(), "norm_cost": self.norm_cost.state(),
                 "awr_reward": self.awr_reward.state(), "awr_cost": self.awr_cost.state(),
                 "legacy_reward": self.legacy_reward.state(), "legacy_cost": self.legacy_cost.state(),
+                "legacy_awr_reward": self.legacy_awr_reward.state(), "legacy_awr_cost": self.legacy_awr_cost.state(),
                 "lagrange": self.lagrange.state()}
 
     def load_extra_state(self, state: dict) -> None:
@@ -429,4 +441,6 @@ class ImaginationLearner(nn.Module):
         self.awr_cost.load(state["awr_cost"])
         self.legacy_reward.load(state["legacy_reward"])
         self.legacy_cost.load(state["legacy_cost"])
+        self.legacy_awr_reward.load(state.get("legacy_awr_reward", {}))  # absent in checkpoints before the split
+        self.legacy_awr_cost.load(state.get("legacy_awr_cost", {}))
         self.lagrange.load(state["lagrange"])
