@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -160,13 +161,20 @@ def test_resume_after_sigkill_gives_the_same_episodes(tmp_path):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the collector and its workers, mid-episode
     proc.wait()
-    partial = len(list((killed / "episodes").glob("ep_*.h5")))
-    assert partial >= 2 and not EpisodeStore(killed).manifest()["complete"]
-    subprocess.run(cmd + ["--out", str(killed)], check=True, capture_output=True)
+    finished = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (killed / "episodes").glob("ep_*.h5")}
+    assert len(finished) >= 2 and not EpisodeStore(killed).manifest()["complete"]
+    r = subprocess.run(cmd + ["--out", str(killed)], check=True, capture_output=True, text=True)
+    assert f"resuming: {len(finished)} finished episodes found" in r.stdout
+    kept = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (killed / "episodes").glob("ep_*.h5")}
+    listed = {Path(e["file"]).name for e in EpisodeStore(killed).entries()}
+    assert set(kept) == listed  # nothing beyond the manifest
+    reused = set(finished) & listed
+    assert reused and all(kept[n] == finished[n] for n in reused), "a finished episode was collected again"
     straight = tmp_path / "straight"
     subprocess.run(cmd + ["--out", str(straight), "--workers", "1"], check=True, capture_output=True)
     a, b = _episodes(EpisodeStore(killed)), _episodes(EpisodeStore(straight))
     assert sorted(a) == sorted(b) and sum(e.steps for e in a.values()) >= 400
+    assert [e["sha256"] for e in EpisodeStore(killed).entries()] == [e["sha256"] for e in EpisodeStore(straight).entries()]
     for seed in a:
         assert np.array_equal(a[seed].bev, b[seed].bev) and np.array_equal(a[seed].action, b[seed].action)
     assert not list((killed / "episodes").glob(".tmp-*"))
