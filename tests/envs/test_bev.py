@@ -51,3 +51,23 @@ def test_same_scene_same_picture_and_rotation_follows_heading(road, route):
 def test_off_map_is_background(road, route):
     img = BEVRasterizer(BEVConfig(size=64)).draw(road, route, vehicles([(50, 200.0, 0.0, 0, 0)]))
     assert mask(img, "background").sum() == 64 * 64 - mask(img, "ego").sum()
+
+
+def test_colours_are_pinned_and_a_rotated_ego_still_points_up(road, route):
+    """The VLM captions and the README name these exact colours; the world turns, the ego does not."""
+    assert (COLORS["ego"], COLORS["vehicle"], COLORS["route"]) == ((255, 0, 0), (0, 255, 0), (0, 0, 255))
+    r = BEVRasterizer(BEVConfig(size=128))
+    ppm = 128 / 32
+    # ego heading north (+y); one car 10 m north (ahead), one 10 m west (to its left)
+    img = r.draw(road, route, vehicles([(50, -5.25, np.pi / 2, 0, 5), (50, 4.75, np.pi / 2, 0, 5),
+                                        (40, -5.25, np.pi / 2, 0, 5)]))
+    red = np.argwhere((img == (255, 0, 0)).all(-1))
+    assert abs(red[:, 0].mean() - 63.5) < 1 and abs(red[:, 1].mean() - 63.5) < 1
+    assert np.ptp(red[:, 0]) > 1.8 * np.ptp(red[:, 1])  # still taller than wide: heading up
+    green = np.argwhere((img == (0, 255, 0)).all(-1))
+    ahead, left = green[green[:, 0] < 50], green[green[:, 0] >= 50]
+    assert abs(ahead[:, 0].mean() - (63.5 - 10 * ppm)) < 1.5 and abs(ahead[:, 1].mean() - 63.5) < 1.5
+    assert abs(left[:, 1].mean() - (63.5 - 10 * ppm)) < 1.5 and abs(left[:, 0].mean() - 63.5) < 1.5
+    # the east-west road now runs across the picture: the blue route is a horizontal band through the ego
+    blue = np.argwhere((img == (0, 0, 255)).all(-1))
+    assert np.ptp(blue[:, 1]) > 4 * np.ptp(blue[:, 0]) and abs(blue[:, 0].mean() - 63.5) < 3
