@@ -121,6 +121,20 @@ def foreign_labels(w):
     shutil.copytree(w / "other/labels", w / "ds/labels")
 
 
+def pickle_manifest(w):
+    (w / "ds/manifest.json").write_bytes(PICKLE)
+
+
+def list_manifest(w):
+    (w / "ds/manifest.json").write_text("[1, 2]")
+
+
+def pickle_prompts_and_eval(w):
+    (w / "prompts.json").write_bytes(PICKLE)
+    (w / "ev").mkdir()
+    (w / "ev/eval.json").write_bytes(PICKLE)
+
+
 def nothing(w):
     pass
 
@@ -165,6 +179,15 @@ CASES = [
     ("clip-pickle-only-folder", pickle_only_clip, ["label", "{w}/ds", "--backend", "clip", "--model", "{w}/clip"],
      "holds only pickled weights (pytorch_model.bin); vlsafe loads safetensors weights only"),
     ("drive-clip-pickle-file", nothing, ["label", "{w}/ds", "--model", "{w}/pickle.pkl"], "pickle.pkl: not a folder"),
+    ("pickle-manifest/data-info", pickle_manifest, ["data", "info", "{w}/ds"], "ds/manifest.json: not valid JSON"),
+    ("pickle-manifest/vlm-eval", pickle_manifest, ["vlm", "eval", "{w}/ds", "--out", "{w}/vlm-eval"],
+     "ds/manifest.json: not valid JSON"),
+    ("list-manifest/train-wm", list_manifest, ["train-wm", "{w}/ds", "--out", "{w}/run"],
+     "ds/manifest.json: not a dataset manifest"),
+    ("file-as-dataset/label", nothing, ["label", "{w}/pickle.pkl"], "pickle.pkl/manifest.json: no manifest"),
+    ("pickle-prompts/label", pickle_prompts_and_eval, ["label", "{w}/ds", "--prompts", "{w}/prompts.json"],
+     "prompts.json: not a JSON prompt set file"),
+    ("pickle-eval/compare", pickle_prompts_and_eval, ["compare", "{w}/ev", "{w}/ev"], "ev/eval.json: not a text file"),
     # the cases that were already clean, kept that way
     ("unknown-task", nothing, ["collect", "--task", "four-lanes", "--out", "{w}/new"], "did you mean 'four-lane'"),
     ("key-typo", nothing, ["train-wm", "{w}/ds", "--out", "{w}/run", "--set", "lrr=1"], "did you mean 'lr'"),

@@ -72,7 +72,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     path = Path(folder) / "manifest.json"
     try:
         return json.loads(path.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise FileNotFoundError(f"{path}: no manifest (is this a vlsafe artifact folder?)") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: manifest is not valid JSON ({err})") from None

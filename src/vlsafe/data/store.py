@@ -116,11 +116,14 @@ class EpisodeStore:
 
     def manifest(self) -> dict[str, Any]:
         try:
-            return json.loads(self.manifest_path.read_text())
-        except FileNotFoundError:
+            data = json.loads(self.manifest_path.read_text())
+        except (FileNotFoundError, NotADirectoryError):
             raise DatasetError(f"{self.manifest_path}: no manifest; is {self.root} a vlsafe dataset?") from None
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DatasetError(f"{self.manifest_path}: not valid JSON ({err})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("episodes", []), list):
+            raise DatasetError(f"{self.manifest_path}: not a dataset manifest (expected an object with an episode list)")
+        return data
 
     def write_manifest(self, data: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,10 @@ def load_report(path: str | Path) -> dict[str, Any]:
         rep = json.loads(p.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{p}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not a text file (not an eval.json of vlsafe eval)") from None
     for key in ("episodes", "seeds", "methods", "runs"):
-        if key not in rep:
+        if not isinstance(rep, dict) or key not in rep:
             raise ValueError(f"{p}: field {key!r} missing (not an eval.json of vlsafe eval)")
     rep["_path"] = str(p)
     return rep

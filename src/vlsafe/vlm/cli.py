@@ -93,12 +93,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from vlsafe.vlm.quality import format_quality, label_quality, plot_reliability, plot_strip
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     report, per_task = {}, {}
     try:
+        for path in args.data:  # every dataset before any output
+            EpisodeStore(path).validate()
         scorer = _scorer(args)
         ps = get_prompt_set(args.prompts)
         prob = resolve_prob(scorer, args.prob, ps.name)
+        out.mkdir(parents=True, exist_ok=True)
         for path in args.data:
             store = EpisodeStore(path)
             ls = label_dataset(store, scorer, ps, prob, batch_size=args.batch_size, log=lambda *_: None)

@@ -70,8 +70,11 @@ def get_prompt_set(name_or_path: str | PromptSet) -> PromptSet:
         return PROMPT_SETS[name_or_path]
     path = Path(name_or_path)
     if path.suffix == ".json" and path.exists():
-        data = json.loads(path.read_text())
-        unknown = set(data) - {"name", "safe", "unsafe", "note"}
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: not a JSON prompt set file ({err})") from None
+        unknown = set(data) - {"name", "safe", "unsafe", "note"} if isinstance(data, dict) else {"(not an object)"}
         if unknown or "safe" not in data or "unsafe" not in data:
             raise ConfigError(f"{path}: a prompt set file needs keys name, safe, unsafe (optional note); "
                               f"got {sorted(data)}")
