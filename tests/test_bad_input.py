@@ -135,6 +135,11 @@ def pickle_prompts_and_eval(w):
     (w / "ev/eval.json").write_bytes(PICKLE)
 
 
+def nan_label(w):
+    (h5,) = (w / "ds/labels").glob("*.h5")
+    set_field(h5, "ep_000000001/p_safe", 2, np.nan)
+
+
 def nothing(w):
     pass
 
@@ -146,6 +151,8 @@ CASES = [
     ("nan-reward/eval-wm", nan_reward, ["eval-wm", "{w}/wm", "--data", "{w}/ds"], "field 'reward' holds 1 NaN/inf"),
     ("nan-reward/vlm-train", nan_reward, ["vlm", "train", "{w}/ds", "--out", "{w}/vlm", "--steps", "1"],
      "field 'reward' holds 1 NaN/inf"),
+    ("nan-label/train-wm", nan_label, ["train-wm", "{w}/ds", "--out", "{w}/run", *TINY],
+     "episode 1: p_safe not finite or outside [0, 1]"),
     ("inf-observation/train-wm", inf_vector, ["train-wm", "{w}/ds", "--out", "{w}/run", *TINY],
      "ep_000000001.h5: field 'vector' holds"),
     ("nan-signal/train-wm", nan_signal, ["train-wm", "{w}/ds", "--out", "{w}/run", *TINY],
@@ -231,3 +238,11 @@ def test_data_verify_lists_stray_files_and_bad_content(base, tmp_path, capsys):
     assert f"{w}/episodes/ep_000000002.h5: checksum mismatch" in out
     assert f"{w}/episodes/ep_000000002.h5: field 'cost' holds 1 NaN/inf value(s), first at row 0" in out
     assert "4 problem(s)" in out
+    (h5,) = (w / "labels").glob("*.h5")
+    set_field(h5, "ep_000000003/p_safe", 0, 1.5)
+    (w / "labels" / "orphan.json").write_text("{}")
+    capsys.readouterr()
+    assert main(["data", "verify", str(w)]) == 1
+    out = capsys.readouterr().out
+    assert f"{h5}: episode 3: p_safe not finite or outside [0, 1]" in out
+    assert f"{w}/labels/orphan.h5: missing (half of label set orphan)" in out and "6 problem(s)" in out

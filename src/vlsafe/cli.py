@@ -174,6 +174,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
         print(dataset_card(store))
     elif args.data_command == "verify":
         problems = store.verify()
+        try:
+            from vlsafe.vlm.label import verify_labels
+        except ImportError:  # the VLM stage is not installed in this checkout
+            verify_labels = None
+        if verify_labels is not None:
+            problems += verify_labels(store)
         for p in problems:
             print(p)
         print(f"{len(store.entries())} episodes checked, {len(problems)} problem(s)")

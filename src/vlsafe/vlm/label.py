@@ -34,7 +34,7 @@ from vlsafe.vlm.prompts import PromptSet, get_prompt_set
 from vlsafe.vlm.scorer import ProbConfig, Scorer, similarities_to_p_safe
 
 __all__ = ["LabelSet", "label_key", "label_dataset", "load_labels", "read_labels", "list_labels",
-           "dataset_checksum"]
+           "dataset_checksum", "verify_labels"]
 
 
 def label_key(dataset: str, model_id: str, prompts: PromptSet, prob: ProbConfig) -> str:
@@ -167,6 +167,51 @@ def label_dataset(store: EpisodeStore, scorer: Scorer, prompts: str | PromptSet 
     return LabelSet(key, final, prov, cached=False)
 
 
+def verify_labels(store: EpisodeStore) -> list[str]:
+    """One-line problems of the label sets in `store/labels/`: a half of a .h5/.json pair, labels of
+    another dataset, an episode without labels or with another frame count, p(safe) outside [0, 1]
+    or not finite, and files that belong to no label set. An unfinished run's `.partial` folder is
+    not a problem (the next `vlsafe label` resumes it)."""
+    ldir = store.root / "labels"
+    if not ldir.exists():
+        return []
+    problems: list[str] = []
+    mine = dataset_checksum(store)
+    keys = {p.stem for p in ldir.glob("*.h5")} | {p.stem for p in ldir.glob("*.json")}
+    for key in sorted(keys):
+        h5, js = ldir / f"{key}.h5", ldir / f"{key}.json"
+        if not (h5.exists() and js.exists()):
+            problems.append(f"{h5 if not h5.exists() else js}: missing (half of label set {key})")
+            continue
+        try:
+            prov = json.loads(js.read_text())
+            made_for = prov["dataset"]["checksum"]
+        except (ValueError, KeyError, TypeError) as err:
+            problems.append(f"{js}: not a label provenance file ({type(err).__name__}: {err})")
+            continue
+        if made_for != mine:
+            problems.append(f"{h5}: labels of another dataset ({made_for}, this one is {mine})")
+            continue
+        try:
+            with h5py.File(h5, "r") as f:
+                for entry in store.entries():
+                    name = f"ep_{int(entry['seed']):09d}"
+                    if name not in f:
+                        problems.append(f"{h5}: no labels for episode {entry['seed']}")
+                        continue
+                    p = f[name]["p_safe"][()]
+                    if len(p) != entry["steps"] + 1:
+                        problems.append(f"{h5}: episode {entry['seed']} has {len(p)} labels for {entry['steps'] + 1} frames")
+                    elif not (np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all()):
+                        problems.append(f"{h5}: episode {entry['seed']}: p_safe not finite or outside [0, 1]")
+        except (OSError, KeyError) as err:
+            problems.append(f"{h5}: unreadable ({err})")
+    for p in sorted(ldir.iterdir()):
+        if p.suffix not in (".h5", ".json") and not (p.is_dir() and p.name.endswith(".partial")):
+            problems.append(f"{p}: stray file, not part of a label set")
+    return problems
+
+
 def list_labels(store: EpisodeStore) -> list[dict]:
     """Provenance of every finished label set of a dataset folder, oldest first."""
     ldir = store.root / "labels"
@@ -209,6 +254,9 @@ def read_labels(store: EpisodeStore, key: str | None = None) -> tuple[dict, dict
             p, s = f[name]["p_safe"][()], f[name]["sims"][()]
             if len(p) != entry["steps"] + 1:
                 raise DatasetError(f"{path}: episode {seed} has {len(p)} labels but {entry['steps'] + 1} frames")
+            if not (np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all()):
+                raise DatasetError(f"{path}: episode {seed}: p_safe not finite or outside [0, 1]; relabel with "
+                                   f"`vlsafe label {store.root}` after removing it")
             p_safe[seed], sims[seed] = p, s
     return prov, p_safe, sims
 
