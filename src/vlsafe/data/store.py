@@ -221,7 +221,7 @@ class EpisodeStore:
         want = int(size) if size is not None else image_size
         if want is not None and tuple(shape[1:]) != (want, want, 3):
             return (f"{path}: frames are {shape[1]}x{shape[2]} px but {self.manifest_path.name} says bev_size {size}"
-                    + (f" (expected {image_size})" if image_size else ""))
+                    + (f" (the model takes {image_size} px)" if image_size else ""))
         if steps != int(entry["steps"]):
             return f"{path}: {steps} steps on disk, {entry['steps']} in {self.manifest_path.name}"
         return None

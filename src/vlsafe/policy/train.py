@@ -150,9 +150,9 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
         bad = [k for k, v in row.items() if k.endswith("loss") and not math.isfinite(v)]
         if bad:  # stop before a checkpoint could hold what this update did
             metrics_log.close()
-            kept = read_checkpoint_meta(out)["step"] if (out / "checkpoint.safetensors").exists() else "none"
-            raise NonFiniteError(f"{out}: {bad[0]} is {row[bad[0]]} at update {step}; stopped, the last checkpoint "
-                                 f"(step {kept}) is kept")
+            kept = (f"the last checkpoint (step {read_checkpoint_meta(out)['step']}) is kept"
+                    if (out / "checkpoint.safetensors").exists() else "no checkpoint was written")
+            raise NonFiniteError(f"{out}: {bad[0]} is {row[bad[0]]} at update {step}; stopped, {kept}")
         if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
             env = env or make_env(task)
             runs = simulate(policy, env, range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_episodes), device=device)

@@ -129,10 +129,11 @@ def load_world_model(run: str | Path, device: str = "cpu") -> tuple[WorldModel, 
 
 
 def _saved_step(folder: Path) -> str:
+    """What a stopped run leaves, for its one-line error."""
     try:
-        return str(read_checkpoint_meta(folder)["step"])
+        return f"the last checkpoint (step {read_checkpoint_meta(folder)['step']}) is kept"
     except CheckpointError:
-        return "none"
+        return "no checkpoint was written"
 
 
 def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cpu",
@@ -178,7 +179,7 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
             metrics_log.close()
             sampler.close()
             raise NonFiniteError(f"{out}: loss {loss.item()} / gradient norm {grad_norm.item()} at step {step + 1}; "
-                                 f"stopped, the last checkpoint (step {_saved_step(out)}) is kept")
+                                 f"stopped, {_saved_step(out)}")
         opt.step()
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
