@@ -26,6 +26,7 @@ from vlsafe.config import ConfigError, to_dict
 from vlsafe.data.episode import EpisodeRecorder
 from vlsafe.data.store import DatasetError, EpisodeStore
 from vlsafe.experts.behaviours import make_driver, parse_mixture, pick_behaviour
+from vlsafe.runlog import dumps
 
 __all__ = ["CollectConfig", "PRESETS", "collect"]
 
@@ -205,7 +206,7 @@ def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = pr
                 pending.pop(fut)
                 entry = fut.result()
                 done[int(entry["seed"])] = entry
-                progress.write(json.dumps(entry) + "\n")
+                progress.write(dumps(entry) + "\n")
                 progress.flush()
             now = time.perf_counter()
             if now - last > 2.0:
