@@ -254,12 +254,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_eval_wm(args: argparse.Namespace) -> int:
     from vlsafe.data.store import EpisodeStore
+    from vlsafe.manifest import read_json
     from vlsafe.worldmodel.evaluate import evaluate_world_model
     from vlsafe.worldmodel.train import _labels, load_world_model
 
     model, meta = load_world_model(args.run, args.device)
-    from vlsafe.manifest import read_json
-
     run_cfg = read_json(Path(args.run) / "config.json", "a train-wm run's config", ("data", "held_out_seeds", "train"))
     store = EpisodeStore(args.data or run_cfg["data"])
     store.validate(image_size=model.config.image_size)
