@@ -229,15 +229,16 @@ def test_data_verify_lists_stray_files_and_bad_content(base, tmp_path, capsys):
     assert main(["data", "verify", str(w)]) == 0
     shutil.copy(w / "episodes/ep_000000000.h5", w / "episodes/ep_000000099.h5")
     (w / "episodes/notes.txt").write_text("x")
+    (w / "progress.jsonl").write_text("{}")  # a complete dataset has no progress log left
     set_field(w / "episodes/ep_000000002.h5", "cost", 0, np.nan)
     capsys.readouterr()
     assert main(["data", "verify", str(w)]) == 1
     out = capsys.readouterr().out
     assert f"{w}/episodes/ep_000000099.h5: stray file, not listed in manifest.json" in out
-    assert f"{w}/episodes/notes.txt: stray file" in out
+    assert f"{w}/episodes/notes.txt: stray file" in out and f"{w}/progress.jsonl: stray file" in out
     assert f"{w}/episodes/ep_000000002.h5: checksum mismatch" in out
     assert f"{w}/episodes/ep_000000002.h5: field 'cost' holds 1 NaN/inf value(s), first at row 0" in out
-    assert "4 problem(s)" in out
+    assert "5 problem(s)" in out
     (h5,) = (w / "labels").glob("*.h5")
     set_field(h5, "ep_000000003/p_safe", 0, 1.5)
     (w / "labels" / "orphan.json").write_text("{}")
@@ -245,4 +246,4 @@ def test_data_verify_lists_stray_files_and_bad_content(base, tmp_path, capsys):
     assert main(["data", "verify", str(w)]) == 1
     out = capsys.readouterr().out
     assert f"{h5}: episode 3: p_safe not finite or outside [0, 1]" in out
-    assert f"{w}/labels/orphan.h5: missing (half of label set orphan)" in out and "6 problem(s)" in out
+    assert f"{w}/labels/orphan.h5: missing (half of label set orphan)" in out and "7 problem(s)" in out

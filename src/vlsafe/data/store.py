@@ -171,11 +171,13 @@ class EpisodeStore:
             yield self.read(int(entry["seed"]))
 
     def strays(self) -> list[Path]:
-        """Episode files under `episodes/` that the manifest does not list (the manifest is the dataset)."""
-        if not self.episodes_dir.exists():
-            return []
+        """Files the manifest does not account for (the manifest is the dataset): anything under
+        `episodes/` it does not list, and anything beside it but `episodes/`, `labels/` (checked
+        by vlsafe.vlm.label.verify_labels) and an unfinished collection's progress log."""
         listed = {(self.root / e["file"]).name for e in self.entries()}
-        return sorted(p for p in self.episodes_dir.iterdir() if p.name not in listed)
+        out = sorted(p for p in self.episodes_dir.iterdir() if p.name not in listed) if self.episodes_dir.exists() else []
+        known = {"manifest.json", "episodes", "labels"} | (set() if self.manifest().get("complete") else {"progress.jsonl"})
+        return out + sorted(p for p in self.root.iterdir() if p.name not in known)
 
     def verify(self) -> list[str]:
         """Check every manifest entry against its file (SHA-256, then its content: finite numbers,
