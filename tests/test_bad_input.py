@@ -195,6 +195,12 @@ CASES = [
     ("pickle-prompts/label", pickle_prompts_and_eval, ["label", "{w}/ds", "--prompts", "{w}/prompts.json"],
      "prompts.json: not a JSON prompt set file"),
     ("pickle-eval/compare", pickle_prompts_and_eval, ["compare", "{w}/ev", "{w}/ev"], "ev/eval.json: not a text file"),
+    ("device-typo/train-wm", nothing, ["train-wm", "{w}/ds", "--out", "{w}/run", "--device", "cdua"],
+     "--device 'cdua': not a device (expected cpu, cuda, cuda:N or mps)"),
+    ("device-typo/eval", nothing, ["eval", "{w}/wm", "--out", "{w}/ev", "--device", "gpu"], "--device 'gpu': not a device"),
+    pytest.param("cuda-without-cuda/train-policy", nothing, ["train-policy", "{w}/wm", "--out", "{w}/pol", "--device", "cuda"],
+                 "--device cuda: CUDA is not available here",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
     # the cases that were already clean, kept that way
     ("unknown-task", nothing, ["collect", "--task", "four-lanes", "--out", "{w}/new"], "did you mean 'four-lane'"),
     ("key-typo", nothing, ["train-wm", "{w}/ds", "--out", "{w}/run", "--set", "lrr=1"], "did you mean 'lr'"),
@@ -207,7 +213,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, breaks, argv, fragment", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name, breaks, argv, fragment", CASES, ids=[c.values[0] if hasattr(c, "values") else c[0]
+                                                                     for c in CASES])
 def test_bad_input_is_refused_in_one_line_and_nothing_is_written(base, tmp_path, capsys, name, breaks, argv, fragment):
     w = tmp_path / "w"
     shutil.copytree(base, w)

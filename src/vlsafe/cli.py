@@ -13,6 +13,27 @@ from vlsafe.runlog import dumps
 __all__ = ["main"]
 
 
+def check_device(name: str) -> str:
+    """`name` if torch can use it here; otherwise a one-line ConfigError before any work, instead
+    of torch's traceback at the first tensor moved there."""
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {name!r}: not a device (expected cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name}: MPS is not available here; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {name}: vlsafe runs on cpu, cuda or mps")
+    return name
+
+
 def _cmd_envs(args: argparse.Namespace) -> int:
     from vlsafe.envs.tasks import BACKEND_NAMES, TASKS, VARIANTS, gym_id
 
@@ -208,6 +229,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_train_wm(args: argparse.Namespace) -> int:
     from vlsafe.worldmodel.train import fit, resolve_config
 
+    check_device(args.device)
     cfg = resolve_config(args.preset, [f"steps={args.steps}", *args.set] if args.steps else args.set)
     out = args.out or f"runs/wm/{Path(args.data).name}__{args.preset}"
     print(f"train-wm: preset {args.preset}, {cfg.steps} steps, data {args.data} -> {out} on {args.device}", flush=True)
@@ -218,6 +240,7 @@ def _cmd_train_wm(args: argparse.Namespace) -> int:
 def _cmd_train_policy(args: argparse.Namespace) -> int:
     from vlsafe.policy.train import fit, resolve_config
 
+    check_device(args.device)
     over = list(args.set) + ([f"steps={args.steps}"] if args.steps else [])
     over += [f"seed={args.seed}"] if args.seed is not None else []
     cfg = resolve_config(args.method, over)
@@ -234,6 +257,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ValueError(f"--episodes: expected >= 1, got {args.episodes}")
+    check_device(args.device)
     out = args.out or str(Path(args.runs[0]) / "eval")
     rep = evaluate_policies(args.runs, episodes=args.episodes, seed_start=args.seed_start, task=args.task,
                             backend=args.backend, variant=args.variant, out=out, videos=not args.no_videos,
@@ -258,7 +282,7 @@ def _cmd_eval_wm(args: argparse.Namespace) -> int:
     from vlsafe.worldmodel.evaluate import evaluate_world_model
     from vlsafe.worldmodel.train import _labels, load_world_model
 
-    model, meta = load_world_model(args.run, args.device)
+    model, meta = load_world_model(args.run, check_device(args.device))
     run_cfg = read_json(Path(args.run) / "config.json", "a train-wm run's config", ("data", "held_out_seeds", "train"))
     store = EpisodeStore(args.data or run_cfg["data"])
     store.validate(image_size=model.config.image_size)
