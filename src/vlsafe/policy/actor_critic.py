@@ -19,10 +19,13 @@ One update (`ImaginationLearner.update`), top to bottom:
    collision costs −30·|v| ≈ −390, an ordinary step ~+1);
 4. advantages A = Q(s,a) − E_{π̂_b}[Q(s,·)]: zero-mean under the behaviour in every state, so
    the baseline never shifts the p(s) mix; A_r and A_c each divided by its own EMA scale;
-5. the actor matches π* exactly (cross-entropy over the candidates), on dataset and imagined
-   states, and (`extraction=both`) fits the same weight on the data's own actions with A = G − V_b
-   from their real discounted returns G (AWR). π̂_b is fitted for the first `bc_steps` updates,
-   then frozen; the actor starts as its copy.
+5. the actor (`extraction=awr`, the default) fits w on the data's own actions with A = G − V_b
+   from their real discounted returns G (AWR: max Σ w·log π(a|s), optimum π* ∝ π_b·w);
+   `extraction=exact` matches π* exactly over all candidates (cross-entropy) on dataset and
+   imagined states with the imagined critics' A of step 4; `both` sums the two. On four-lane's
+   development seeds the imagined critics' ranking made the policy crash more (README), hence
+   the default. π̂_b is fitted for the first `bc_steps` updates, then frozen; the actor starts
+   as its copy.
 
 `safety` says where p(s) comes from, and is what separates the methods sharing this code:
 
@@ -70,15 +73,17 @@ class PolicyConfig:
     method: str = "vl-safe"
     safety: str = "vlm"  # where p(s) comes from: vlm (safety head), reachability (1 - V_h), none (p ≡ 1)
     lagrangian: bool = False  # augmented-Lagrangian penalty on the actor's cost above cost_limit
-    extraction: str = "both"  # actor fitted to π* over all actions ("exact"), on the data's actions ("awr"), or both
+    # actor fitted on the data's actions with real-return advantages ("awr"), to π* over all
+    # actions from the imagined critics ("exact"), or both
+    extraction: str = "awr"
     anchor: str = "behaviour"  # π* ∝ π̂_b·w ("behaviour"), or π_actor·w ("self": the earlier extraction, ablation)
     in_sample: bool = True  # critics also regress the dataset's real rewards and costs
     adv_norm: str = "separate"  # A_r and A_c each on its own scale ("separate") or the earlier "shared" scaling
     horizon: int = 5  # imagined steps under the actor; the actor and critics learn on those states too
     discount_horizon: float = 100.0  # γ = 1 - 1/discount_horizon
     expectile: float = 0.7  # τ of V_r and V_c over the behaviour's actions (V_c upper: pessimistic)
-    beta1: float = 2.0  # inverse temperature of the (normalised) reward advantage
-    beta2: float = 2.0  # inverse temperature of the (normalised) cost advantage
+    beta1: float = 6.0  # inverse temperature of the (normalised) reward advantage
+    beta2: float = 6.0  # inverse temperature of the (normalised) cost advantage
     max_weight: float = 20.0
     adv_floor: float = 0.02  # floor of each advantage scale, in units of the dataset's return scale
     bc_steps: int = 1000  # updates that fit π̂_b (and the critics) before it is frozen and the actor starts as its copy
