@@ -33,13 +33,19 @@ def model_and_opt(seed: int = 0):
     return model, opt
 
 
-def test_torn_pair_is_refused(tmp_path):
+def steps_35_then_40(tmp_path):
+    """A step-35 checkpoint overwritten by step 40 with other weights: the model and the old sidecar."""
     model, opt = model_and_opt()
     save_checkpoint(tmp_path, model, opt, {"step": 35, "identity": {"a": 1}})
     old_sidecar = (tmp_path / "checkpoint.json").read_text()
     with torch.no_grad():
         model.weight.add_(1.0)
     save_checkpoint(tmp_path, model, opt, {"step": 40, "identity": {"a": 1}})
+    return model, old_sidecar
+
+
+def test_torn_pair_is_refused(tmp_path):
+    model, old_sidecar = steps_35_then_40(tmp_path)
     (tmp_path / "checkpoint.json").write_text(old_sidecar)  # what a kill between two plain writes would leave
     for load in (lambda: load_checkpoint(tmp_path, model_and_opt(1)[0]),
                  lambda: resume_checkpoint(tmp_path, {"a": 1}, *model_and_opt(1))):
@@ -49,12 +55,7 @@ def test_torn_pair_is_refused(tmp_path):
 
 
 def test_kill_between_the_renames_resumes_the_new_pair(tmp_path):
-    model, opt = model_and_opt()
-    save_checkpoint(tmp_path, model, opt, {"step": 35, "identity": {"a": 1}})
-    old_sidecar = (tmp_path / "checkpoint.json").read_text()
-    with torch.no_grad():
-        model.weight.add_(1.0)
-    save_checkpoint(tmp_path, model, opt, {"step": 40, "identity": {"a": 1}})
+    model, old_sidecar = steps_35_then_40(tmp_path)
     # weights renamed (the commit point), the sidecar still under its temporary name
     shutil.move(tmp_path / "checkpoint.json", tmp_path / "checkpoint.json.tmp")
     (tmp_path / "checkpoint.json").write_text(old_sidecar)
