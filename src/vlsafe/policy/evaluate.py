@@ -8,7 +8,6 @@ table, so pooled rates (TCF, DCF) get intervals too.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -20,6 +19,7 @@ from vlsafe.envs.driving_env import DrivingEnv
 from vlsafe.envs.tasks import VARIANTS, TaskConfig, parse_task
 from vlsafe.evaluation.metrics import METRICS, EpisodeMeter, aggregate, format_table, to_json
 from vlsafe.evaluation.runner import EpisodeRun
+from vlsafe.runlog import dumps
 
 __all__ = ["make_env", "simulate", "bootstrap_ci", "paired_difference", "evaluate_policies", "report_table", "ACTORS",
            "EVAL_SEED_START"]
@@ -205,7 +205,7 @@ def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: in
             for name, (ret, run, seed, frames) in (("best", best), ("worst", worst)):
                 p = _write_video(out / f"{name}.mp4", frames)
                 report[f"video_{name}"] = {"path": str(p), "run": run, "seed": seed, "return": ret}
-        (out / "eval.json").write_text(json.dumps(_nan_to_none(report), indent=1))
+        (out / "eval.json").write_text(dumps(report, indent=1))  # NaN (no crash to time) -> null
         (out / "eval.md").write_text(report_table(report) + "\n")
     return report
 
@@ -215,12 +215,3 @@ def report_table(report: dict[str, Any]) -> str:
     name = "/".join(report["methods"])
     return format_table({name: report["metrics"]}, intervals={name: report["ci95"]})
 
-
-def _nan_to_none(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_nan_to_none(v) for v in x]
-    return x
