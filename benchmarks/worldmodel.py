@@ -1,10 +1,11 @@
-"""World-model training speed: one AdamW step on batch 16x64 of 64 px frames, per preset.
+"""World-model training speed: one AdamW step on batch 16x64 of 64 px frames, per preset and precision.
 
-Prints train steps/s, samples (frames)/s, and the achieved FLOP/s (FLOPs of one step counted
-by torch's FlopCounterMode: matmuls and convolutions, forward and backward) as a fraction of
-this machine's matmul FLOP/s measured in the same run (fp32 2048x2048 matmuls, same threads):
-the physical limit. Targets: xs >= 5 steps/s on 2 cores; the fraction of peak should not fall
-as the preset grows.
+Prints, for fp32 and bf16 autocast side by side: train steps/s, samples (frames)/s, and the
+achieved FLOP/s (FLOPs of one step counted by torch's FlopCounterMode: matmuls and
+convolutions, forward and backward) as a fraction of this machine's matmul FLOP/s in the same
+dtype, measured in the same run (2048x2048 matmuls, same threads): the physical limit. Then
+the ratio of what `precision=auto` picks to fp32, the reference (the path before the
+precision setting), against the targets: s >= 1.5x, xs >= 1.3x.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from vlsafe.worldmodel.precision import autocast, resolve_precision
 from vlsafe.worldmodel.rssm import PRESETS, WorldModel, WorldModelConfig
 
-XS_TARGET = 5.0
+TARGETS = {"xs": 1.3, "s": 1.5}
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     t = time.perf_counter()
     for _ in range(repeats):
@@ -39,40 +41,53 @@ def fake_batch(B: int, T: int) -> dict[str, torch.Tensor]:
             "valid": torch.ones(B, T, dtype=torch.bool), "p_safe": torch.rand(B, T, generator=g)}
 
 
-def step_fn(model, opt, batch):
-    loss, _, _ = model.loss(batch)
+def step_fn(model, opt, batch, precision: str = "fp32"):
+    with autocast(precision, "cpu"):
+        loss, _, _ = model.loss(batch)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
 
 
+def time_step(name: str, precision: str, batch, steps: int) -> tuple[float, float, float]:
+    """(seconds per step, FLOPs per step, parameters in millions) of a fresh model."""
+    torch.manual_seed(0)
+    model = WorldModel(WorldModelConfig(preset=name, **PRESETS[name]))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    with FlopCounterMode(display=False) as counter:
+        step_fn(model, opt, batch, precision)
+    step_fn(model, opt, batch, precision)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step_fn(model, opt, batch, precision)
+    return (time.perf_counter() - t) / steps, counter.get_total_flops(), sum(p.numel() for p in model.parameters()) / 1e6
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--presets", default=",".join(PRESETS))
+    p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq", type=int, default=64)
     p.add_argument("--steps", type=int, default=3)
     args = p.parse_args(argv)
-    peak = matmul_peak()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak {peak / 1e9:.1f} GFLOP/s (fp32)")
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak {peaks['fp32'] / 1e9:.1f} GFLOP/s "
+          f"fp32, {peaks['bf16'] / 1e9:.1f} bf16")
     batch = fake_batch(args.batch, args.seq)
     for name in args.presets.split(","):
-        torch.manual_seed(0)
-        model = WorldModel(WorldModelConfig(preset=name, **PRESETS[name]))
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        with FlopCounterMode(display=False) as counter:
-            step_fn(model, opt, batch)
-        flops = counter.get_total_flops()
-        step_fn(model, opt, batch)
-        t = time.perf_counter()
-        for _ in range(args.steps):
-            step_fn(model, opt, batch)
-        dt = (time.perf_counter() - t) / args.steps
-        target = f"  (target >= {XS_TARGET}: ratio {1 / dt / XS_TARGET:.2f})" if name == "xs" else ""
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        print(f"{name:>3}: {params:6.2f} M params, {1 / dt:6.2f} steps/s, {args.batch * args.seq / dt:7.0f} frames/s, "
-              f"{flops / 1e9:7.1f} GFLOP/step, {flops / dt / 1e9:6.1f} GFLOP/s = {flops / dt / peak:5.1%} of peak{target}",
-              flush=True)
+        times = {}
+        for precision in args.precisions.split(","):
+            dt, flops, params = time_step(name, precision, batch, args.steps)
+            times[precision] = dt
+            print(f"{name:>3} {precision}: {params:6.2f} M params, {1 / dt:6.2f} steps/s, {args.batch * args.seq / dt:7.0f} "
+                  f"frames/s, {flops / 1e9:7.1f} GFLOP/step, {flops / dt / 1e9:6.1f} GFLOP/s = "
+                  f"{flops / dt / peaks[precision]:5.1%} of the {precision} peak", flush=True)
+        auto = resolve_precision("auto", name, "cpu")
+        if "fp32" in times and auto in times:
+            target = f" (target >= {TARGETS[name]}x)" if name in TARGETS else ""
+            print(f"{name:>3}: precision=auto -> {auto}: {times['fp32'] / times[auto]:.2f}x the fp32 reference's "
+                  f"frames/s{target}", flush=True)
     return 0
 
 

@@ -131,6 +131,28 @@ def test_zero_betas_keep_the_actor_equal_to_the_behaviour(world_model, tmp_path)
     assert nll < math.log(15) - 0.5, nll
 
 
+def test_awr_actor_is_the_same_without_the_imagined_critics(world_model, tmp_path):
+    """`critics=auto` skips imagination, branches, Q and V for the AWR actor, which never reads
+    them: the actor and π̂_b it learns equal those of the full update (`critics=always`)."""
+    fast = fit(world_model, tmp_path / "auto", small(steps=40), **QUIET)
+    full = fit(world_model, tmp_path / "always", small(steps=40, **{"policy.critics": "always"}), **QUIET)
+    feats, _ = dataset_feats(world_model, fast, held_out=True)
+    with torch.no_grad():
+        for head in ("actor", "behaviour"):
+            a = getattr(fast.learner, head).dist(feats).probs
+            b = getattr(full.learner, head).dist(feats).probs
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+    rows = (tmp_path / "auto" / "metrics.jsonl").read_text().splitlines()
+    assert "imag/return" not in json.loads(rows[-1])  # nothing imagined was trained, nothing is reported
+
+
+def test_q_first_layer_factorised_equals_the_concatenated_input():
+    learner = ImaginationLearner(small().policy, feat=40, action_dim=15, discrete=True)
+    feat, acts = torch.randn(8, 40), torch.eye(15).expand(8, 15, 15)
+    whole = learner.q(torch.cat([feat[:, None].expand(-1, 15, -1), acts], -1))
+    torch.testing.assert_close(learner.q_values(feat, acts), whole, rtol=1e-5, atol=1e-5)
+
+
 def test_saved_policy_acts_like_the_trained_one(world_model, tmp_path):
     trained = fit(world_model, tmp_path / "p", small(steps=20), **QUIET)
     loaded, conf = load_policy(tmp_path / "p")

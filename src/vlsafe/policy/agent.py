@@ -29,6 +29,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     """
     model.eval()
     A = model.config.action_dim
+    device = next(model.parameters()).device
     out: dict[str, list] = {k: [] for k in ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "next",
                                             "return_reward", "return_cost")}
     base = 0
@@ -45,7 +46,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
             batch["action"][j, 1:n] = e.action
             batch["is_first"][j, 0] = True
             batch["valid"][j, :n] = True
-        t = to_torch(batch, A)
+        t = to_torch(batch, A, device)
         post, _ = model.observe(t["bev"], t["action"], t["is_first"])
         valid = t["valid"]
         out["deter"].append(post["deter"][valid])

@@ -66,21 +66,27 @@ class ScaleNorm:
 
     Reward and cost advantages each get their own: a cost advantage that is 1000x smaller than
     the reward one would otherwise vanish from w. The floor keeps a signal that is ~0 everywhere
-    (a batch with no danger in it) from being blown up to unit size.
+    (a batch with no danger in it) from being blown up to unit size. The scale stays a tensor on
+    the advantage's device (no host sync per update on a GPU); `state` reads it out as a float.
     """
 
     def __init__(self, floor: float, decay: float = 0.99):
         self.floor, self.decay, self.scale = floor, decay, None
 
-    def update(self, rms: float) -> float:
-        self.scale = rms if self.scale is None else self.decay * self.scale + (1 - self.decay) * rms
-        return max(self.floor, self.scale)
+    def update(self, rms) -> torch.Tensor:
+        rms = torch.as_tensor(rms, dtype=torch.float32).detach()
+        if self.scale is None:
+            self.scale = rms.clone()
+        else:
+            self.scale = self.decay * self.scale.to(rms.device) + (1 - self.decay) * rms
+        return self.scale.clamp(min=self.floor)
 
     def state(self) -> dict:
-        return {"scale": self.scale}
+        return {"scale": None if self.scale is None else float(self.scale)}
 
     def load(self, state: dict) -> None:
-        self.scale = state.get("scale")
+        scale = state.get("scale")
+        self.scale = None if scale is None else torch.tensor(float(scale))
 
 
 class PercentileNorm:

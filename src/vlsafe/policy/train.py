@@ -144,29 +144,38 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     while step < cfg.steps:
         idx = torch.as_tensor(rng.integers(0, M, cfg.starts), device=device)
         nxt = data["next"][idx]
-        row: dict[str, float] = learner.update(world, {k: data[k][idx] for k in keys},
-                                               {"deter": data["deter"][nxt], "stoch": data["stoch"][nxt]}, opt)
+        row = learner.update(world, {k: data[k][idx] for k in keys},
+                             {"deter": data["deter"][nxt], "stoch": data["stoch"][nxt]}, opt)
         step += 1
-        bad = [k for k, v in row.items() if k.endswith("loss") and not math.isfinite(v)]
-        if bad:  # stop before a checkpoint could hold what this update did
+        losses = {k: v for k, v in row.items() if k.endswith("loss")}
+        # the update's one host sync: stop before a checkpoint could hold what this update did
+        if not bool(torch.isfinite(torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device)
+                                                for v in losses.values()])).all()):
+            row = {k: float(v) for k, v in losses.items()}
+            bad = [k for k, v in row.items() if not math.isfinite(v)]
             metrics_log.close()
             kept = (f"the last checkpoint (step {read_checkpoint_meta(out)['step']}) is kept"
                     if (out / "checkpoint.safetensors").exists() else "no checkpoint was written")
             raise NonFiniteError(f"{out}: {bad[0]} is {row[bad[0]]} at update {step}; stopped, {kept}")
-        if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-            env = env or make_env(task)
-            runs = simulate(policy, env, range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_episodes), device=device)
-            agg = aggregate([r.metrics for r in runs])
-            row.update({f"eval/{k}": v for k, v in agg.items() if k != "episodes"})
-            log(f"  step {step}: eval over {cfg.eval_episodes} episodes: return {agg['Return']:.1f}, "
-                f"cost {agg['Cost']:.2f}, AR {agg['AR']:.2f}, CR {agg['CR']:.2f}")
-        if step % cfg.log_every == 0 or step == cfg.steps or "eval/Return" in row:
+        evaluate = bool(cfg.eval_every) and (step % cfg.eval_every == 0 or step == cfg.steps)
+        if evaluate or step % cfg.log_every == 0 or step == cfg.steps:
+            row = {k: float(v) for k, v in row.items()}  # tensors are read out only when written
+            if evaluate:
+                env = env or make_env(task)
+                runs = simulate(policy, env, range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_episodes),
+                                device=device)
+                agg = aggregate([r.metrics for r in runs])
+                row.update({f"eval/{k}": v for k, v in agg.items() if k != "episodes"})
+                log(f"  step {step}: eval over {cfg.eval_episodes} episodes: return {agg['Return']:.1f}, "
+                    f"cost {agg['Cost']:.2f}, AR {agg['AR']:.2f}, CR {agg['CR']:.2f}")
             rate = (step - step0) / (time.perf_counter() - t0)
             row = {"step": step, **row, "perf/steps_per_s": rate}
             metrics_log.write(row)
-            log(f"  step {step}/{cfg.steps} imagined return {row['imag/return']:.2f} cost {row['imag/cost_return']:.3f} "
-                f"p_safe {row['imag/p_safe']:.2f} entropy {row['actor/entropy']:.2f} λ {row['lagrange/lambda']:.2f} "
-                f"{rate:.1f} steps/s, ETA {(cfg.steps - step) / max(rate, 1e-9):.0f}s")
+            imagined = (f" imagined return {row['imag/return']:.2f} cost {row['imag/cost_return']:.3f}"
+                        f" λ {row['lagrange/lambda']:.2f}" if "imag/return" in row else "")
+            log(f"  step {step}/{cfg.steps}{imagined} p_safe {row['actor/p_safe']:.2f} entropy {row['actor/entropy']:.2f} "
+                f"data weight {row['actor/data_weight_mean']:.2f} {rate:.1f} steps/s, "
+                f"ETA {(cfg.steps - step) / max(rate, 1e-9):.0f}s")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save_checkpoint(out, policy, opt, {"step": step, "identity": ident, "learner": learner.extra_state(),
                                                "start_rng": rng.bit_generator.state})

@@ -40,6 +40,7 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
                          gif_seed: int | None = None) -> dict[str, Any]:
     model.eval()
     A = model.config.action_dim
+    device = next(model.parameters()).device
     rows: dict[str, list] = {n: [] for n in ("recon", "reward_err", "cost_err", "cost_pred", "cost_true", "p_hat",
                                              "gt_unsafe", "vlm_unsafe", "p_imag", "gt_imag")}
     open_loop = np.zeros(horizon)
@@ -47,18 +48,18 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
     gif = None
     for seed in seeds:
         ep = store.read(seed)
-        batch = to_torch(_episode_batch(ep, labels), A)
+        batch = to_torch(_episode_batch(ep, labels), A, device)
         post, _ = model.observe(batch["bev"], batch["action"], batch["is_first"])
         feat = model.feat(post)
         heads = model.heads(feat)
         recon = model.decoder(feat)
         target = batch["bev"].float() / 255 - 0.5
-        rows["recon"].append(((recon - target) ** 2).mean((-1, -2, -3))[0, 1:].numpy())
-        rows["reward_err"].append((heads["reward"] - batch["reward"]).abs()[0, 1:].numpy())
-        rows["cost_err"].append((heads["cost"] - batch["cost"]).abs()[0, 1:].numpy())
-        rows["cost_pred"].append(heads["cost"][0, 1:].numpy())
+        rows["recon"].append(((recon - target) ** 2).mean((-1, -2, -3))[0, 1:].cpu().numpy())
+        rows["reward_err"].append((heads["reward"] - batch["reward"]).abs()[0, 1:].cpu().numpy())
+        rows["cost_err"].append((heads["cost"] - batch["cost"]).abs()[0, 1:].cpu().numpy())
+        rows["cost_pred"].append(heads["cost"][0, 1:].cpu().numpy())
         rows["cost_true"].append(ep.cost > 0)
-        rows["p_hat"].append(heads["p_safe"][0].numpy())
+        rows["p_hat"].append(heads["p_safe"][0].cpu().numpy())
         rows["gt_unsafe"].append(future_cost(ep.cost, k))  # the same ground truth as the VLM's label quality
         if labels is not None:
             rows["vlm_unsafe"].append(labels[seed] < 0.5)
@@ -69,7 +70,7 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
             state = {key: v[0, :n] for key, v in post.items()}
             for j in range(1, ahead + 1):
                 state = model.img_step(state, batch["action"][0, j:j + n])
-            rows["p_imag"].append(model.p_safe(model.feat(state)).numpy())
+            rows["p_imag"].append(model.p_safe(model.feat(state)).cpu().numpy())
             rows["gt_imag"].append(rows["gt_unsafe"][-1][ahead:])
         # open loop: posterior for `context` steps, then the prior under the recorded actions
         if ep.steps >= context + horizon:
@@ -78,11 +79,11 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
             imag = model.imagine(start, lambda f, it=acts: next(it)[None], horizon)
             pred = model.decoder(imag["feat"][1:, 0])
             real = batch["bev"][0, context:context + horizon].float() / 255 - 0.5
-            open_loop += ((pred - real) ** 2).mean((-1, -2, -3)).numpy()
+            open_loop += ((pred - real) ** 2).mean((-1, -2, -3)).cpu().numpy()
             n_open += 1
             if gif is None and (gif_seed is None or seed == gif_seed):
-                gif = (ep.bev[context:context + horizon], ((pred.numpy() + 0.5).clip(0, 1) * 255).astype(np.uint8),
-                       imag["cost"][:, 0].numpy(), imag["p_safe"][:, 0].numpy())
+                gif = (ep.bev[context:context + horizon], ((pred.cpu().numpy() + 0.5).clip(0, 1) * 255).astype(np.uint8),
+                       imag["cost"][:, 0].cpu().numpy(), imag["p_safe"][:, 0].cpu().numpy())
     cat = {k2: np.concatenate(v) if v else np.zeros(0) for k2, v in rows.items()}
     report = {
         "episodes": len(seeds), "steps": int(len(cat["recon"])),

@@ -143,7 +143,9 @@ class Encoder(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """image (..., 64, 64, 3) uint8 -> (..., out)."""
         lead = image.shape[:-3]
-        x = image.reshape(-1, *image.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+        # (N, H, W, C) bytes viewed as NCHW are channels_last already: the convolutions keep that
+        # layout, so ChannelNorm's permutes are free views
+        x = image.reshape(-1, *image.shape[-3:]).permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
         return self.net(x).reshape(*lead, self.out)
 
 
@@ -164,6 +166,7 @@ class Decoder(nn.Module):
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         lead = feat.shape[:-1]
         x = self.inp(feat.reshape(-1, feat.shape[-1])).reshape(-1, 8 * self.depth, 4, 4)
+        x = x.contiguous(memory_format=torch.channels_last)  # see Encoder.forward
         return self.net(x).permute(0, 2, 3, 1).reshape(*lead, 64, 64, 3)
 
 
@@ -304,8 +307,8 @@ class WorldModel(nn.Module):
         feat = self.feat(post)
         mask = batch["valid"].float()
         n = mask.sum().clamp(min=1.0)
-        target = batch["bev"].float() / 255.0 - 0.5
-        image = ((self.decoder(feat) - target) ** 2).sum((-1, -2, -3))
+        target = batch["bev"].float().div_(255.0).sub_(0.5)
+        image = F.mse_loss(self.decoder(feat), target, reduction="none").sum((-1, -2, -3))
         terms = {"image": image, **self._head_losses(feat, batch, mask)}
         if c.prior_heads:  # the states imagination will query: deter with a stoch drawn from the prior
             prior_feat = torch.cat([post["deter"], self._sample(prior["logits"]).flatten(-2)], -1)

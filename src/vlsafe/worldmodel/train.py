@@ -30,6 +30,7 @@ from vlsafe.worldmodel.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
+from vlsafe.worldmodel.precision import autocast, resolve_precision
 from vlsafe.worldmodel.rssm import PRESETS, WorldModel, WorldModelConfig
 
 __all__ = ["TrainWMConfig", "resolve_config", "fit", "to_torch", "split_seeds", "load_world_model"]
@@ -53,6 +54,7 @@ class TrainWMConfig:
     labels: str = "auto"  # 'auto' (the dataset's VLM labels, required), 'none' (no safety head loss), or a label key
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    precision: str = "auto"  # fp32, bf16 (autocast) or auto (per preset and device: worldmodel/precision.py)
 
 
 def resolve_config(preset: str = "xs", overrides: list[str] | tuple[str, ...] = ()) -> TrainWMConfig:
@@ -61,6 +63,7 @@ def resolve_config(preset: str = "xs", overrides: list[str] | tuple[str, ...] = 
     cfg = apply_overrides(TrainWMConfig(model=from_dict(WorldModelConfig, {"preset": preset, **PRESETS[preset]})), overrides)
     if cfg.windows not in ("uniform", "inside") or not 0.0 <= cfg.focus < 1.0:
         raise ConfigError(f"train-wm: windows must be uniform or inside and 0 <= focus < 1, got {cfg.windows!r}, {cfg.focus}")
+    resolve_precision(cfg.precision, cfg.model.preset, "cpu")  # refuses an unknown name before any work
     return cfg
 
 
@@ -165,17 +168,19 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
     (out / "config.json").write_text(json.dumps({"train": to_dict(cfg), "data": str(store.root),
                                                  "held_out_seeds": held, "identity": ident}, indent=1))
     metrics_log = MetricsLog(out)
-    amp = device.startswith("cuda")
+    precision = resolve_precision(cfg.precision, cfg.model.preset, device)
+    log(f"  precision {precision} (precision={cfg.precision}, preset {cfg.model.preset}, {device})")
     t0, step0 = time.perf_counter(), step
     model.train()
     while step < cfg.steps:
         batch = to_torch(sampler.sample(), cfg.model.action_dim, device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        with autocast(precision, device):
             loss, metrics, _ = model.loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):  # stop before the step writes NaN into the weights
+        # the step's one host sync: stop before the optimizer writes NaN into the weights
+        if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
             metrics_log.close()
             sampler.close()
             raise NonFiniteError(f"{out}: loss {loss.item()} / gradient norm {grad_norm.item()} at step {step + 1}; "
