@@ -65,6 +65,21 @@ def test_imagine_shapes_and_determinism(crashes):
     assert ((a["p_safe"] >= 0) & (a["p_safe"] <= 1)).all()
 
 
+def test_posterior_step_equals_the_concatenated_inputs():
+    """`obs_step` splits img_in's and post_net's first layers into state and input parts (the
+    input parts batched over a sequence by `observe`); it is the same function of [x; y]."""
+    torch.manual_seed(0)
+    m = WorldModel(WorldModelConfig())
+    c = m.config
+    state = {"deter": torch.randn(3, c.deter), "stoch": torch.rand(3, c.stoch, c.classes)}
+    action, embed, first = torch.randn(3, 15), torch.randn(3, m.encoder.out), torch.tensor([False, True, False])
+    got = m.obs_step(state, action, embed, first)
+    keep = (~first).float()[:, None]
+    deter = m.gru(m.img_in(torch.cat([state["stoch"].flatten(1) * keep, action * keep], -1)), state["deter"] * keep)
+    torch.testing.assert_close(got["deter"], deter)
+    torch.testing.assert_close(got["logits"], m._dist(m.post_net(torch.cat([deter, embed], -1))))
+
+
 def test_cost_head_predicts_collisions(crashes, tmp_path):
     torch.manual_seed(0)
     model = fit(crashes.root, tmp_path / "run", small_cfg(steps=150, held_out_every=0, checkpoint_every=150),

@@ -357,11 +357,13 @@ class ImaginationLearner(nn.Module):
                                            batch["cost"] / self.scales[1] + alive * vn[:, 1].clamp(min=0),
                                            reachability_target(batch["cost"].clamp(0, 1), vn[:, 2].clamp(0, 1),
                                                                (~batch["done"]).float(), g)], -1)
-        q = self.q_values(feat, acts)
-        q_loss = ((q[sel] - target) ** 2).mean(1).sum(-1).mean()
+        # Q learns on the branch states only; on the others it is read (V's targets, the advantages)
+        # without a graph: a backward pass over all 15 x M rows would be mostly zeros
+        q_loss = ((self.q_values(feat[sel], acts[sel]) - target) ** 2).mean(1).sum(-1).mean()
+        with torch.no_grad():
+            qd = self.q_values(feat, acts)
         v = self.v(feat)
         prior = log_b.exp()
-        qd = q.detach()
         v_loss = (prior * (expectile_loss(qd[..., 0], v[:, None, 0], cfg.expectile)
                            + expectile_loss(qd[..., 1], v[:, None, 1], cfg.expectile))).sum(1).mean()
         v_loss = v_loss + ((v[:, 2] - (prior * qd[..., 2]).sum(1)) ** 2).mean()

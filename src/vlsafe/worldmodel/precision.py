@@ -36,8 +36,9 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision: str, preset: str, device: str | torch.device) -> str:
-    """`fp32` or `bf16`: what `precision` means for this preset on this device."""
+def resolve_precision(precision: str, preset: str | None, device: str | torch.device) -> str:
+    """`fp32` or `bf16`: what `precision` means for this world-model preset on this device
+    (`preset=None`: the policy learner's small MLPs, bf16 only on CUDA)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":

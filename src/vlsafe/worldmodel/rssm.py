@@ -229,10 +229,23 @@ class WorldModel(nn.Module):
         The prior at this step depends only on `deter`, so `observe` computes all priors of a
         sequence in one batched call after the loop instead of here.
         """
-        keep = (~is_first).to(embed.dtype)[:, None]
-        x = self.img_in(torch.cat([state["stoch"].flatten(1) * keep, action * keep], -1))
-        deter = self.gru(x, state["deter"] * keep)
-        logp = self._dist(self.post_net(torch.cat([deter, embed], -1)))
+        return self._obs_step(state, *self._step_inputs(action, embed), is_first)
+
+    def _step_inputs(self, action: torch.Tensor, embed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The parts of the recurrence that do not depend on the state: the action's share of
+        `img_in`'s first layer and the frame's share of `post_net`'s (both layers are linear
+        without bias, W·[x; y] = W_x·x + W_y·y). `observe` computes them for a whole sequence in
+        two matmuls before the loop, instead of two per step."""
+        c = self.config
+        w_in, w_post = self.img_in[0].weight, self.post_net[0].weight
+        return action @ w_in[:, c.stoch * c.classes:].T, embed @ w_post[:, c.deter:].T
+
+    def _obs_step(self, state: State, action_in: torch.Tensor, embed_in: torch.Tensor, is_first: torch.Tensor) -> State:
+        c = self.config
+        keep = (~is_first).to(embed_in.dtype)[:, None]
+        x = (state["stoch"].flatten(1) @ self.img_in[0].weight[:, :c.stoch * c.classes].T + action_in) * keep
+        deter = self.gru(self.img_in[1:](x), state["deter"] * keep)
+        logp = self._dist(self.post_net[1:](deter @ self.post_net[0].weight[:, :c.deter].T + embed_in))
         return {"deter": deter, "stoch": self._sample(logp), "logits": logp}
 
     def observe(self, image: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
@@ -242,9 +255,10 @@ class WorldModel(nn.Module):
         embed = self.encoder(image)
         assert action.shape[:2] == (B, T), f"action {tuple(action.shape)} vs image (B, T) = {(B, T)}"
         state = state or self.initial(B, image.device)
+        action_in, embed_in = self._step_inputs(action, embed)
         posts = []
         for t in range(T):
-            state = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
+            state = self._obs_step(state, action_in[:, t], embed_in[:, t], is_first[:, t])
             posts.append(state)
         post = {k: torch.stack([s[k] for s in posts], 1) for k in posts[0]}
         c = self.config
