@@ -197,6 +197,8 @@ CASES = [
     ("pickle-eval/compare", pickle_prompts_and_eval, ["compare", "{w}/ev", "{w}/ev"], "ev/eval.json: not a text file"),
     ("device-typo/train-wm", nothing, ["train-wm", "{w}/ds", "--out", "{w}/run", "--device", "cdua"],
      "--device 'cdua': not a device (expected cpu, cuda, cuda:N or mps)"),
+    ("precision-typo/train-wm", nothing, ["train-wm", "{w}/ds", "--out", "{w}/run", "--set", "precision=fp16"],
+     "precision: expected one of auto, fp32, bf16, got 'fp16'"),
     ("device-typo/eval", nothing, ["eval", "{w}/wm", "--out", "{w}/ev", "--device", "gpu"], "--device 'gpu': not a device"),
     pytest.param("cuda-without-cuda/train-policy", nothing, ["train-policy", "{w}/wm", "--out", "{w}/pol", "--device", "cuda"],
                  "--device cuda: CUDA is not available here",

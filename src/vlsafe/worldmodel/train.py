@@ -30,6 +30,7 @@ from vlsafe.worldmodel.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
+from vlsafe.worldmodel.heap import reuse_freed_memory
 from vlsafe.worldmodel.precision import autocast, resolve_precision
 from vlsafe.worldmodel.rssm import PRESETS, WorldModel, WorldModelConfig
 
@@ -55,6 +56,7 @@ class TrainWMConfig:
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
     precision: str = "auto"  # fp32, bf16 (autocast) or auto (per preset and device: worldmodel/precision.py)
+    reuse_memory: bool = True  # keep freed CPU memory in the heap instead of fresh pages every step (worldmodel/heap.py)
 
 
 def resolve_config(preset: str = "xs", overrides: list[str] | tuple[str, ...] = ()) -> TrainWMConfig:
@@ -169,7 +171,9 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
                                                  "held_out_seeds": held, "identity": ident}, indent=1))
     metrics_log = MetricsLog(out)
     precision = resolve_precision(cfg.precision, cfg.model.preset, device)
-    log(f"  precision {precision} (precision={cfg.precision}, preset {cfg.model.preset}, {device})")
+    heap = cfg.reuse_memory and reuse_freed_memory()
+    log(f"  precision {precision} (precision={cfg.precision}, preset {cfg.model.preset}, {device}); "
+        f"freed memory {'kept in the heap' if heap else 'returned to the system'}")
     t0, step0 = time.perf_counter(), step
     model.train()
     while step < cfg.steps:
