@@ -11,8 +11,8 @@ import torch
 
 from vlsafe.data.collect import CollectConfig, collect
 from vlsafe.data.store import EpisodeStore
+from vlsafe.evaluation.evaluate import evaluate_policies
 from vlsafe.policy import fit, load_policy, resolve_config
-from vlsafe.policy.evaluate import evaluate_policies
 from vlsafe.vlm.label import label_dataset
 from vlsafe.vlm.scorer import load_scorer
 from vlsafe.worldmodel.evaluate import evaluate_world_model

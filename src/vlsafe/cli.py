@@ -253,7 +253,7 @@ def _cmd_train_policy(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from vlsafe.policy.evaluate import evaluate_policies, report_table
+    from vlsafe.evaluation.evaluate import evaluate_policies, report_table
 
     if args.episodes < 1:
         raise ValueError(f"--episodes: expected >= 1, got {args.episodes}")
@@ -269,7 +269,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from vlsafe.policy.compare import compare_reports, load_report
+    from vlsafe.evaluation.compare import compare_reports, load_report
 
     reports = [load_report(p) for p in args.evals]
     print(compare_reports(reports, [m.strip() for m in args.metrics.split(",") if m.strip()]))

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from vlsafe.evaluation.compare import compare_reports, load_report, paired_episodes
+from vlsafe.evaluation.evaluate import bootstrap_ci, paired_difference
 from vlsafe.evaluation.metrics import EpisodeMetrics, aggregate, to_json
-from vlsafe.policy.compare import compare_reports, load_report, paired_episodes
-from vlsafe.policy.evaluate import bootstrap_ci, paired_difference
 
 
 def episode(crash: bool, ret: float) -> EpisodeMetrics:

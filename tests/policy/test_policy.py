@@ -10,11 +10,11 @@ import torch
 
 from vlsafe.data.collect import CollectConfig, collect
 from vlsafe.data.store import EpisodeStore
+from vlsafe.evaluation.evaluate import evaluate_policies, make_env
 from vlsafe.evaluation.metrics import EpisodeMeter, aggregate
 from vlsafe.policy import fit, load_policy, resolve_config
 from vlsafe.policy.actor_critic import ImaginationLearner
 from vlsafe.policy.agent import start_states
-from vlsafe.policy.evaluate import evaluate_policies, make_env
 from vlsafe.policy.train import Policy
 from vlsafe.vlm.label import label_dataset
 from vlsafe.vlm.scorer import load_scorer

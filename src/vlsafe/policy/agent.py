@@ -4,6 +4,8 @@ driver that filters real BEV frames through the same RSSM to act in the simulato
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -13,7 +15,7 @@ from vlsafe.policy.objective import discounted_returns
 from vlsafe.worldmodel.rssm import WorldModel
 from vlsafe.worldmodel.train import to_torch
 
-__all__ = ["start_states", "DrivingAgent"]
+__all__ = ["start_states", "DrivingAgent", "load_driver"]
 
 
 @torch.no_grad()
@@ -75,6 +77,7 @@ class DrivingAgent:
     def __init__(self, model: WorldModel, actor: Actor, greedy: bool = True, device: str = "cpu"):
         self.model, self.actor, self.greedy, self.device = model.eval(), actor.eval(), greedy, device
         self.action_dim = model.config.action_dim
+        self.action_mode = "discrete" if actor.discrete else "continuous"
         self.p_safe, self.cost = 1.0, 0.0
         self.state = None
 
@@ -101,3 +104,16 @@ class DrivingAgent:
 
     def __call__(self, env) -> object:
         return self.act(env.bev_frame(), env.steps == 0)
+
+
+def load_driver(run: Path, device: str = "cpu", greedy: bool = True, actor: str = "policy"):
+    """A train-policy run as the evaluator's driver (`evaluation.driver`); `actor="behaviour"`
+    drives the run's behaviour head π̂_b instead (the behaviour-cloning row)."""
+    from vlsafe.evaluation.driver import LoadedRun
+    from vlsafe.policy.train import load_policy
+
+    policy, conf = load_policy(run, device)
+    head = policy.learner.actor if actor == "policy" else policy.learner.behaviour
+    method = conf["identity"]["policy"]["method"] if actor == "policy" else "bc"
+    return LoadedRun(path=Path(run), driver=DrivingAgent(policy.world_model, head, greedy=greedy, device=device),
+                     method=method, task=conf["task"])

@@ -24,11 +24,11 @@ from torch import nn
 
 from vlsafe.config import ConfigError, apply_overrides, from_dict, to_dict
 from vlsafe.data.store import EpisodeStore
+from vlsafe.evaluation.evaluate import make_env, simulate
 from vlsafe.evaluation.metrics import aggregate
 from vlsafe.manifest import read_json
 from vlsafe.policy.actor_critic import ImaginationLearner, PolicyConfig, method_config
-from vlsafe.policy.agent import start_states
-from vlsafe.policy.evaluate import make_env, simulate
+from vlsafe.policy.agent import DrivingAgent, start_states
 from vlsafe.runlog import MetricsLog
 from vlsafe.worldmodel.checkpoint import (
     CheckpointError,
@@ -168,8 +168,8 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
             row = {k: float(v) for k, v in row.items()}  # tensors are read out only when written
             if evaluate:
                 env = env or make_env(task)
-                runs = simulate(policy, env, range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_episodes),
-                                device=device)
+                agent = DrivingAgent(policy.world_model, learner.actor, device=device)
+                runs = simulate(agent, env, range(cfg.eval_seed_start, cfg.eval_seed_start + cfg.eval_episodes))
                 agg = aggregate([r.metrics for r in runs])
                 row.update({f"eval/{k}": v for k, v in agg.items() if k != "episodes"})
                 log(f"  step {step}: eval over {cfg.eval_episodes} episodes: return {agg['Return']:.1f}, "

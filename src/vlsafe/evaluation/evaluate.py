@@ -3,7 +3,8 @@ intervals, and videos of the best and worst episodes with p̂(safe) and cost dra
 
 Several runs (e.g. one method trained with three seeds) drive the same episode seeds and are
 pooled; intervals come from a bootstrap over episodes of the same `aggregate` that makes the
-table, so pooled rates (TCF, DCF) get intervals too.
+table, so pooled rates (TCF, DCF) get intervals too. Any run `evaluation.driver` can load is
+welcome: world-model policies and library baselines go through the same loop and seeds.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from vlsafe.config import from_dict
+from vlsafe.config import ConfigError, from_dict
 from vlsafe.envs.driving_env import DrivingEnv
 from vlsafe.envs.tasks import VARIANTS, TaskConfig, parse_task
+from vlsafe.evaluation.driver import Driver, load_driver
 from vlsafe.evaluation.metrics import METRICS, EpisodeMeter, aggregate, format_table, to_json
 from vlsafe.evaluation.runner import EpisodeRun
 from vlsafe.runlog import dumps
@@ -31,11 +33,13 @@ EVAL_SEED_START = 700
 
 
 def make_env(task: dict[str, Any], name: str | None = None, backend: str | None = None, variant: str = "",
-             render: bool = False) -> DrivingEnv:
+             render: bool = False, action: str | None = None) -> DrivingEnv:
     """The policy's training task (observation and episode length kept), optionally another
-    task, backend or shift variant of it; an episode always ends at its first crash, whatever
-    `steps_after_crash` the dataset was recorded with."""
+    task, backend or shift variant of it, or another action mode; an episode always ends at its
+    first crash, whatever `steps_after_crash` the dataset was recorded with."""
     data = {**task, "steps_after_crash": 0}
+    if action:
+        data["action"] = action
     if name:
         data["task"], v = parse_task(name)
         variant = variant or v
@@ -48,11 +52,15 @@ def make_env(task: dict[str, Any], name: str | None = None, backend: str | None 
     return DrivingEnv(from_dict(TaskConfig, data), render_mode="rgb_array" if render else None)
 
 
-def _overlay(frame: np.ndarray, p_safe: float, cost_pred: float, cost: float) -> np.ndarray:
+def _overlay(frame: np.ndarray, p_safe: float | None, cost_pred: float | None, cost: float) -> np.ndarray:
     import cv2
 
     img = np.ascontiguousarray(frame.copy())
     h, w = img.shape[:2]
+    if p_safe is None:  # a method without a world model: only the real cost is drawn
+        if cost > 0:
+            cv2.rectangle(img, (0, 0), (w - 1, h - 1), (255, 0, 0), 3)
+        return img
     bar = int(round(p_safe * (w - 8)))
     cv2.rectangle(img, (4, h - 10), (w - 4, h - 4), (60, 60, 60), -1)
     cv2.rectangle(img, (4, h - 10), (4 + bar, h - 4), (int(255 * (1 - p_safe)), int(255 * p_safe), 0), -1)
@@ -63,28 +71,21 @@ def _overlay(frame: np.ndarray, p_safe: float, cost_pred: float, cost: float) ->
     return img
 
 
-def simulate(policy, env: DrivingEnv, seeds: Iterable[int], device: str = "cpu", record: bool = False,
-             greedy: bool = True, on_episode: Callable[[EpisodeRun], None] | None = None,
-             actor: str = "policy") -> list[EpisodeRun]:
-    """Drive one episode per seed with the policy (posterior filter + actor); `actor="behaviour"`
-    drives the run's behaviour head π̂_b instead (behaviour cloning), `greedy=False` samples."""
-    from vlsafe.policy.agent import DrivingAgent
-
-    if actor not in ACTORS:
-        raise ValueError(f"actor: expected one of {', '.join(ACTORS)}, got {actor!r}")
-    head = policy.learner.actor if actor == "policy" else policy.learner.behaviour
-    agent = DrivingAgent(policy.world_model, head, greedy=greedy, device=device)
+def simulate(driver: Driver, env: DrivingEnv, seeds: Iterable[int], record: bool = False,
+             on_episode: Callable[[EpisodeRun], None] | None = None) -> list[EpisodeRun]:
+    """Drive one episode per seed with `driver(env) -> action`; `record` keeps rendered frames
+    with the driver's p̂(safe) and ĉ drawn on them (where it has them)."""
     runs = []
     for seed in seeds:
         env.reset(seed=int(seed))
         meter, frames = EpisodeMeter(env.dt), []
         while True:
-            action = agent(env)
+            action = driver(env)
             before = env.render() if record else None
             _, reward, terminated, truncated, info = env.step(action)
             meter.add(reward, info)
             if record:
-                frames.append(_overlay(before, agent.p_safe, agent.cost, float(info["cost"])))
+                frames.append(_overlay(before, driver.p_safe, driver.cost, float(info["cost"])))
             if terminated or truncated:
                 break
         run = EpisodeRun(seed=int(seed), metrics=meter.result(), frames=frames)
@@ -163,39 +164,41 @@ def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: in
     `actor="behaviour"` drives each run's π̂_b (the behaviour-cloning row); `greedy=False` samples."""
     if actor not in ACTORS:
         raise ValueError(f"actor: expected one of {', '.join(ACTORS)}, got {actor!r}")
-    from vlsafe.policy.train import load_policy
-
-    loaded = [(Path(r), *load_policy(r, device)) for r in runs]  # validate every run before driving
-    methods = {conf["identity"]["policy"]["method"] for _, _, conf in loaded}
-    env = make_env(loaded[0][2]["task"], task, backend, variant, render=videos)
+    loaded = [load_driver(r, device=device, greedy=greedy, actor=actor) for r in runs]  # validate all first
+    modes = {r.driver.action_mode for r in loaded}
+    if len(modes) > 1:
+        kinds = ", ".join(f"{r.path} acts {r.driver.action_mode}" for r in loaded)
+        raise ConfigError(f"cannot pool runs with different action modes ({kinds}); evaluate them separately")
+    methods = {r.method for r in loaded}
+    env = make_env(loaded[0].task, task, backend, variant, render=videos, action=modes.pop())
     seeds = list(range(seed_start, seed_start + episodes))
     per_run, pooled = {}, []
     best = worst = None
-    for path, policy, conf in loaded:
-        log(f"eval {path} ({conf['identity']['policy']['method']}) on {env.config.task}@{env.config.backend}"
+    for run in loaded:
+        path = run.path
+        log(f"eval {path} ({run.method}) on {env.config.task}@{env.config.backend}"
             f"{':' + env.config.variant if env.config.variant else ''}, seeds {seeds[0]}..{seeds[-1]}")
 
-        def keep(run: EpisodeRun, path=path) -> None:
+        def keep(ep: EpisodeRun, path=path) -> None:
             nonlocal best, worst
-            m = run.metrics.Return
-            log(f"  seed {run.seed}: return {m:.1f} cost {run.metrics.Cost:.1f} AR {run.metrics.AR:.0f} "
-                f"CR {run.metrics.CR:.0f}")
+            m = ep.metrics.Return
+            log(f"  seed {ep.seed}: return {m:.1f} cost {ep.metrics.Cost:.1f} AR {ep.metrics.AR:.0f} "
+                f"CR {ep.metrics.CR:.0f}")
             if best is None or m > best[0]:
-                best = (m, str(path), run.seed, run.frames)
+                best = (m, str(path), ep.seed, ep.frames)
             if worst is None or m < worst[0]:
-                worst = (m, str(path), run.seed, run.frames)
-            run.frames = []  # only the best and the worst keep their frames
+                worst = (m, str(path), ep.seed, ep.frames)
+            ep.frames = []  # only the best and the worst keep their frames
 
-        eps = simulate(policy, env, seeds, device=device, record=videos, on_episode=keep, greedy=greedy, actor=actor)
+        eps = simulate(run.driver, env, seeds, record=videos, on_episode=keep)
         per_run[str(path)] = [e.metrics for e in eps]
         pooled += per_run[str(path)]
     env.close()
-    if actor == "behaviour":
-        methods = {"bc"}
     report = {"methods": sorted(methods), "actor": actor, "greedy": greedy, "task": env.config.task,
               "backend": env.config.backend,
               "variant": env.config.variant, "seeds": seeds, "runs": [str(r) for r in runs],
               "metrics": aggregate(pooled), "ci95": bootstrap_ci(pooled),
+              "facts": {str(r.path): r.facts for r in loaded if r.facts},
               "per_run": {k: aggregate(v) for k, v in per_run.items()},
               "episodes": {k: [to_json(m) for m in v] for k, v in per_run.items()}}
     if out is not None:

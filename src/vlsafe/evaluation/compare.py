@@ -13,8 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vlsafe.evaluation.evaluate import paired_difference
 from vlsafe.evaluation.metrics import METRICS, EpisodeMetrics, aggregate, format_table
-from vlsafe.policy.evaluate import paired_difference
 
 __all__ = ["load_report", "paired_episodes", "metrics_table", "compare_reports"]
 
