@@ -252,6 +252,24 @@ def _cmd_train_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_baseline_train(args: argparse.Namespace) -> int:
+    from vlsafe.baselines.config import BaselineConfig
+    from vlsafe.baselines.run import fit
+    from vlsafe.config import apply_overrides
+
+    over = [f"algo={args.algo}"] + list(args.set) + ([f"steps={args.steps}"] if args.steps else [])
+    over += [f"seed={args.seed}"] if args.seed is not None else []
+    cfg = apply_overrides(BaselineConfig(), over)
+    src = Path(args.data).name if args.data else (args.task or "")
+    out = args.out or f"runs/baseline/{src}__{cfg.algo}__s{cfg.seed}"
+    kind = "gradient" if cfg.offline else "environment"
+    print(f"baseline train: {cfg.algo} ({cfg.observation}, {cfg.action_mode} actions), {cfg.total_steps:,} {kind} "
+          f"steps -> {out}", flush=True)
+    fit(cfg, out, data=args.data, task=args.task)
+    print(f"wrote {out}")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from vlsafe.evaluation.evaluate import evaluate_policies, report_table
 
@@ -386,8 +404,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="TrainPolicyConfig override, e.g. --set policy.beta1=3 --set policy.lagrangian=true --set eval_every=0")
     tp.set_defaults(fn=_cmd_train_policy)
 
+    bl = sub.add_parser("baseline", help="the paper's library baselines: d3rlpy (bc, cql, iql), SB3 (ppo, sac, dqn)")
+    blsub = bl.add_subparsers(dest="baseline_command", required=True)
+    bt = blsub.add_parser("train", help="train a library baseline offline on a dataset or online in the simulator")
+    bt.add_argument("--algo", required=True, choices=["bc", "cql", "iql", "ppo", "sac", "dqn"])
+    bt.add_argument("--data", help="dataset folder (offline algorithms; online ones take its task)")
+    bt.add_argument("--task", help="task NAME[:VARIANT] (online algorithms)")
+    bt.add_argument("--steps", type=int, help="gradient steps (offline) or environment steps (online)")
+    bt.add_argument("--seed", type=int, help="training seed (default 0)")
+    bt.add_argument("--out", help="run folder (default runs/baseline/<data or task>__<algo>__s<seed>); resumed if it exists")
+    bt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="BaselineConfig override, e.g. --set observation=bev --set n_envs=2 --set action=continuous")
+    bt.set_defaults(fn=_cmd_baseline_train)
+
     ev = sub.add_parser("eval", help="trained policies in the simulator: the ten metrics with 95%% CIs and videos")
-    ev.add_argument("runs", nargs="+", help="train-policy run folders (pooled: e.g. one method's seeds)")
+    ev.add_argument("runs", nargs="+", help="train-policy or baseline run folders (pooled: e.g. one method's seeds)")
     ev.add_argument("--episodes", type=int, default=20, help="episodes per run (the same seeds for every run)")
     ev.add_argument("--seed-start", type=int, default=700,
                     help="first episode seed (default 700: reported seeds; train-policy tunes on 500+)")
