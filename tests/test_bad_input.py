@@ -98,6 +98,25 @@ def pickle_weights(w):
     (w / "wm/checkpoint.safetensors").write_bytes(PICKLE)
 
 
+def baseline_run(w, weights: str, algo: str):
+    """A baseline run folder whose weights file is a pickle."""
+    import json
+
+    (w / "bl").mkdir()
+    task = {"task": "four-lane", "backend": "highway", "action": "discrete"}
+    (w / "bl/baseline.json").write_text(json.dumps({"identity": {"baseline": {"algo": algo}, "data": None, "task": task},
+                                                    "config": {"algo": algo}, "step": 10}))
+    (w / "bl" / weights).write_bytes(PICKLE)
+
+
+def pickle_d3rlpy_weights(w):
+    baseline_run(w, "model.d3", "cql")
+
+
+def pickle_sb3_weights(w):
+    baseline_run(w, "model.zip", "ppo")
+
+
 def pickle_sidecar(w):
     (w / "wm/checkpoint.json").write_bytes(PICKLE)
 
@@ -197,6 +216,16 @@ CASES = [
     ("pickle-eval/compare", pickle_prompts_and_eval, ["compare", "{w}/ev", "{w}/ev"], "ev/eval.json: not a text file"),
     ("device-typo/train-wm", nothing, ["train-wm", "{w}/ds", "--out", "{w}/run", "--device", "cdua"],
      "--device 'cdua': not a device (expected cpu, cuda, cuda:N or mps)"),
+    ("pickle-weights/baseline-d3rlpy-eval", pickle_d3rlpy_weights, ["eval", "{w}/bl", "--out", "{w}/ev"],
+     "bl/model.d3: not a d3rlpy weights file"),
+    ("pickle-weights/baseline-sb3-eval", pickle_sb3_weights, ["eval", "{w}/bl", "--out", "{w}/ev"],
+     "bl/model.zip: not a Stable-Baselines3 model file"),
+    ("not-a-run/eval", nothing, ["eval", "{w}/ds", "--out", "{w}/ev"], "ds: not a run folder"),
+    ("offline-without-data/baseline", nothing, ["baseline", "train", "--algo", "cql", "--out", "{w}/bl"],
+     "--algo cql learns offline: give --data DATASET"),
+    ("iql-discrete/baseline", nothing,
+     ["baseline", "train", "--algo", "iql", "--data", "{w}/ds", "--out", "{w}/bl", "--set", "action=discrete"],
+     "action=discrete: iql has continuous actions only"),
     ("precision-typo/train-wm", nothing, ["train-wm", "{w}/ds", "--out", "{w}/run", "--set", "precision=fp16"],
      "precision: expected one of auto, fp32, bf16, got 'fp16'"),
     ("device-typo/eval", nothing, ["eval", "{w}/wm", "--out", "{w}/ev", "--device", "gpu"], "--device 'gpu': not a device"),

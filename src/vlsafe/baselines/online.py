@@ -34,8 +34,12 @@ CHECKPOINT = "model.zip"
 
 
 def sb3():
-    """stable_baselines3, imported quietly (its gym shim prints the old gym's banner)."""
+    """stable_baselines3, imported quietly: its compatibility shim imports the old `gym` (installed
+    for d3rlpy) wherever an env is wrapped, and `gym` prints a deprecation banner when imported.
+    Importing it here first, silenced, leaves nothing to print later in this process."""
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.suppress(ImportError):
+            import gym  # noqa: F401
         import stable_baselines3 as lib
     return lib
 
@@ -69,6 +73,7 @@ class TrainingSeeds(gym.Wrapper):
 
 
 def _make_env(task: dict[str, Any], n: int, seed: int):
+    sb3()  # in a simulator process too: silence the old gym before SB3 wraps this env
     from stable_baselines3.common.monitor import Monitor
 
     return Monitor(TrainingSeeds(DrivingEnv(from_dict(TaskConfig, task)), n, seed))

@@ -80,8 +80,8 @@ def fit(cfg: BaselineConfig, out: str | Path, data: str | Path | None = None, ta
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     t0 = time.perf_counter()
-    state = {"identity": identity, "config": to_dict(cfg), "method": cfg.algo, "library": _versions(cfg), "code_version": code_version(),
-             "step": start, "wall_s": 0.0}
+    state = {"identity": identity, "config": to_dict(cfg), "method": cfg.algo, "library": _versions(cfg),
+             "code_version": code_version(), "step": start, "wall_s": 0.0}
     if start:
         state["wall_s"] = float(read_json(out / MARKER, "a baseline run's baseline.json").get("wall_s", 0.0))
     wall0 = state["wall_s"]
