@@ -102,4 +102,4 @@ def test_train_wm_and_eval_wm(tmp_path):
     assert "| dreamer-offline |" in r.stdout and (tmp_path / "ev" / "eval.json").exists()
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["variant"] == "dense"
     r = vlsafe("eval", str(tmp_path / "nothing"))
-    assert r.returncode == 2 and "no config.json" in r.stderr
+    assert r.returncode == 2 and "nothing: no such run folder" in r.stderr

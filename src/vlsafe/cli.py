@@ -125,7 +125,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print("\n[3/5] label: p(safe) of every frame by the embedded drive-clip VLM (paper prompts T1/T2)", flush=True)
     if main(["label", str(store.root), "--threads", "2"]) != 0:
         return 2
-    print(dataset_card(store))
+    from vlsafe.vlm.quality import label_sections
+
+    print(dataset_card(store, label_sections(store)))
 
     print(f"\n[4/5] train-wm: the xs world model for {args.wm_steps} steps, then held-out evaluation", flush=True)
     run = out / "wm"
@@ -191,8 +193,9 @@ def _cmd_data(args: argparse.Namespace) -> int:
     store = EpisodeStore(args.path)
     if args.data_command == "info":
         from vlsafe.data.card import dataset_card
+        from vlsafe.vlm.quality import label_sections
 
-        print(dataset_card(store))
+        print(dataset_card(store, label_sections(store)))
     elif args.data_command == "verify":
         problems = store.verify()
         try:

@@ -16,9 +16,9 @@ from vlsafe.policy import fit, load_policy, resolve_config
 from vlsafe.policy.actor_critic import ImaginationLearner
 from vlsafe.policy.agent import start_states
 from vlsafe.policy.train import Policy
+from vlsafe.training.checkpoint import CheckpointError
 from vlsafe.vlm.label import label_dataset
 from vlsafe.vlm.scorer import load_scorer
-from vlsafe.worldmodel.checkpoint import CheckpointError
 from vlsafe.worldmodel.train import fit as fit_wm
 from vlsafe.worldmodel.train import resolve_config as wm_config
 

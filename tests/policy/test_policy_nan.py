@@ -8,7 +8,7 @@ import torch
 from tests.test_bad_input import synthetic_dataset
 from vlsafe.policy import fit, resolve_config
 from vlsafe.policy.actor_critic import ImaginationLearner
-from vlsafe.worldmodel.checkpoint import NonFiniteError, read_checkpoint_meta
+from vlsafe.training.checkpoint import NonFiniteError, read_checkpoint_meta
 from vlsafe.worldmodel.train import fit as fit_wm
 from vlsafe.worldmodel.train import resolve_config as wm_config
 

@@ -276,7 +276,8 @@ def test_cli_train_label_eval_and_one_line_errors(hw, scripted, tmp_path, capsys
 
 def test_dataset_card_shows_label_quality(model, hw):
     from vlsafe.data.card import dataset_card
+    from vlsafe.vlm.quality import label_sections
 
     label_dataset(hw, load_scorer("drive-clip", str(model), threads=1), "paper-v1", **QUIET)
-    card = dataset_card(hw)
+    card = dataset_card(hw, label_sections(hw))
     assert "label quality" in card and "AUROC k=5" in card and "baseline" in card

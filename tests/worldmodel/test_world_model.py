@@ -8,7 +8,7 @@ import torch
 
 from vlsafe.data.collect import CollectConfig, collect
 from vlsafe.data.sampler import SequenceSampler
-from vlsafe.worldmodel.checkpoint import CheckpointError
+from vlsafe.training.checkpoint import CheckpointError
 from vlsafe.worldmodel.evaluate import _episode_batch, auroc
 from vlsafe.worldmodel.rssm import WorldModel, WorldModelConfig
 from vlsafe.worldmodel.train import fit, load_world_model, resolve_config, to_torch
@@ -107,7 +107,7 @@ def test_checkpoint_from_another_preset_is_refused(crashes, tmp_path):
         fit(crashes.root, tmp_path / "run", cfg_s, log=lambda *_: None)
     # weights of the xs run do not load into an s-sized model either
     with pytest.raises(CheckpointError, match="made with another preset"):
-        from vlsafe.worldmodel.checkpoint import load_checkpoint
+        from vlsafe.training.checkpoint import load_checkpoint
 
         load_checkpoint(tmp_path / "run", WorldModel(cfg_s.model))
 

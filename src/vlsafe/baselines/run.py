@@ -145,4 +145,4 @@ def load_driver(run: Path, device: str = "cpu", greedy: bool = True, actor: str 
         act = lambda obs: policy.predict(obs, deterministic=greedy)[0]  # noqa: E731
     facts = {"library": state.get("library"), "budget": state.get("budget"), "step": state["step"]}
     return LoadedRun(path=run, driver=BaselineDriver(act, cfg.observation, cfg.action_mode), method=cfg.algo,
-                     task={**task, "observation": {**task.get("observation", {}), "kind": "both"}}, facts=facts)
+                     task={**task, "observation": {**task.get("observation", {}), "kind": cfg.observation}}, facts=facts)

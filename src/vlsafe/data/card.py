@@ -22,7 +22,9 @@ def behaviour_metrics(store: EpisodeStore) -> dict[str, dict[str, float]]:
     return {name: aggregate(ms) for name, ms in sorted(groups.items(), key=lambda kv: kv[0] == "all")}
 
 
-def dataset_card(store: EpisodeStore) -> str:
+def dataset_card(store: EpisodeStore, extra: list[str] = ()) -> str:
+    """The card; `extra` sections (e.g. the VLM's label quality, `vlm.quality.label_sections`)
+    come from the caller, so the data layer never imports the labeller."""
     man = store.manifest()
     tot = man.get("totals", {})
     task = man.get("task", {})
@@ -41,19 +43,7 @@ def dataset_card(store: EpisodeStore) -> str:
         "",
         format_table(behaviour_metrics(store)),
     ]
-    lines += _label_section(store)
+    for section in extra:
+        lines += ["", section]
     return "\n".join(lines)
 
-
-def _label_section(store: EpisodeStore) -> list[str]:
-    """Label quality of every VLM label set of the dataset (empty when it has none)."""
-    from vlsafe.vlm.label import list_labels
-    from vlsafe.vlm.quality import format_quality
-
-    out = []
-    for prov in list_labels(store):
-        q = {m: {int(k): v for k, v in r.items()} for m, r in prov.get("quality", {}).items()}
-        if q:
-            out += ["", format_quality(q, f"label quality of labels/{prov['key']} ({prov['model']['model_id']}, "
-                                          f"prompts {prov['prompts']['name']}, p(safe) {prov['prob']['method']})")]
-    return out

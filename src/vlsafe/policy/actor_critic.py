@@ -63,7 +63,8 @@ from vlsafe.policy.objective import (
     reachability_target,
     vlsafe_weight,
 )
-from vlsafe.worldmodel.rssm import WorldModel, mlp
+from vlsafe.training.blocks import mlp
+from vlsafe.worldmodel.rssm import WorldModel
 
 __all__ = ["PolicyConfig", "METHODS", "Actor", "ImaginationLearner", "method_config"]
 

@@ -30,7 +30,7 @@ from vlsafe.manifest import read_json
 from vlsafe.policy.actor_critic import ImaginationLearner, PolicyConfig, method_config
 from vlsafe.policy.agent import DrivingAgent, start_states
 from vlsafe.runlog import MetricsLog
-from vlsafe.worldmodel.checkpoint import (
+from vlsafe.training.checkpoint import (
     CheckpointError,
     NonFiniteError,
     load_checkpoint,
@@ -38,7 +38,7 @@ from vlsafe.worldmodel.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
-from vlsafe.worldmodel.precision import autocast, resolve_precision
+from vlsafe.training.precision import autocast, resolve_precision
 from vlsafe.worldmodel.rssm import WorldModel, WorldModelConfig
 from vlsafe.worldmodel.train import load_world_model
 

@@ -23,7 +23,7 @@ import numpy as np
 from vlsafe.vlm.captions import cost_at_frames
 
 __all__ = ["HORIZONS", "auroc", "ece", "future_cost", "baseline_p_safe", "signals_p_safe", "label_quality", "format_quality",
-           "plot_reliability", "plot_strip"]
+           "plot_reliability", "plot_strip", "label_sections"]
 
 HORIZONS = (1, 5, 15)
 
@@ -192,3 +192,16 @@ def plot_strip(p_safe: np.ndarray, cost: np.ndarray, collision: np.ndarray | Non
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def label_sections(store) -> list[str]:
+    """Label quality of every VLM label set of a dataset, as dataset-card sections (none without labels)."""
+    from vlsafe.vlm.label import list_labels
+
+    out = []
+    for prov in list_labels(store):
+        q = {m: {int(k): v for k, v in r.items()} for m, r in prov.get("quality", {}).items()}
+        if q:
+            out.append(format_quality(q, f"label quality of labels/{prov['key']} ({prov['model']['model_id']}, "
+                                         f"prompts {prov['prompts']['name']}, p(safe) {prov['prob']['method']})"))
+    return out

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlsafe.training.blocks import mlp
+
 __all__ = ["WorldModelConfig", "PRESETS", "WorldModel", "symlog", "symexp", "TwoHot"]
 
 
@@ -107,14 +109,6 @@ class TwoHot(nn.Module):
         w_hi = ((y - lo) / (hi - lo)).clamp(0, 1)
         logp = logits.log_softmax(-1)
         return -((1 - w_hi) * logp.gather(-1, (idx - 1)[..., None])[..., 0] + w_hi * logp.gather(-1, idx[..., None])[..., 0])
-
-
-def mlp(inp: int, hidden: int, out: int, layers: int) -> nn.Sequential:
-    mods: list[nn.Module] = []
-    for i in range(layers):
-        mods += [nn.Linear(inp if i == 0 else hidden, hidden, bias=False), nn.LayerNorm(hidden), nn.SiLU()]
-    mods.append(nn.Linear(hidden if layers else inp, out))
-    return nn.Sequential(*mods)
 
 
 class ChannelNorm(nn.Module):

@@ -22,7 +22,7 @@ from vlsafe.config import ConfigError, apply_overrides, from_dict, to_dict
 from vlsafe.data.sampler import SequenceSampler
 from vlsafe.data.store import DatasetError, EpisodeStore, dataset_checksum
 from vlsafe.runlog import MetricsLog
-from vlsafe.worldmodel.checkpoint import (
+from vlsafe.training.checkpoint import (
     CheckpointError,
     NonFiniteError,
     load_checkpoint,
@@ -30,8 +30,8 @@ from vlsafe.worldmodel.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
-from vlsafe.worldmodel.heap import reuse_freed_memory
-from vlsafe.worldmodel.precision import autocast, resolve_precision
+from vlsafe.training.heap import reuse_freed_memory
+from vlsafe.training.precision import autocast, resolve_precision
 from vlsafe.worldmodel.rssm import PRESETS, WorldModel, WorldModelConfig
 
 __all__ = ["TrainWMConfig", "resolve_config", "fit", "to_torch", "split_seeds", "load_world_model"]
@@ -55,8 +55,8 @@ class TrainWMConfig:
     labels: str = "auto"  # 'auto' (the dataset's VLM labels, required), 'none' (no safety head loss), or a label key
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
-    precision: str = "auto"  # fp32, bf16 (autocast) or auto (per preset and device: worldmodel/precision.py)
-    reuse_memory: bool = True  # keep freed CPU memory in the heap instead of fresh pages every step (worldmodel/heap.py)
+    precision: str = "auto"  # fp32, bf16 (autocast) or auto (per preset and device: training/precision.py)
+    reuse_memory: bool = True  # keep freed CPU memory in the heap instead of fresh pages every step (training/heap.py)
 
 
 def resolve_config(preset: str = "xs", overrides: list[str] | tuple[str, ...] = ()) -> TrainWMConfig:

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from tests.test_bad_input import synthetic_dataset
 from vlsafe.runlog import MetricsLog, dumps
-from vlsafe.worldmodel.checkpoint import (
+from vlsafe.training.checkpoint import (
     CheckpointError,
     NonFiniteError,
     load_checkpoint,

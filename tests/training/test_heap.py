@@ -1,4 +1,4 @@
-"""The heap setting is what makes a world-model step reuse last step's pages (worldmodel/heap.py)."""
+"""The heap setting is what makes a world-model step reuse last step's pages (training/heap.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 CHILD = """
 import resource, sys, torch
 if sys.argv[1] == "reuse":
-    from vlsafe.worldmodel.heap import reuse_freed_memory
+    from vlsafe.training.heap import reuse_freed_memory
     assert reuse_freed_memory()
 for i in range(20):  # a step's worth of frames: 1,024 x 64 x 64 x 3 floats = 50 MB, allocated and freed
     if i == 10:  # the heap settles after a few rounds (aligned requests leave holes at first)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from vlsafe.config import ConfigError
-from vlsafe.worldmodel import precision as prec
-from vlsafe.worldmodel.precision import autocast, resolve_precision
+from vlsafe.training import precision as prec
+from vlsafe.training.precision import autocast, resolve_precision
 from vlsafe.worldmodel.rssm import PRESETS, WorldModel, WorldModelConfig
 
 
