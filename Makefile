@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, alone: any other order lets pip pull a multi-GB CUDA build
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	# OSRL pins torch ~1.13: its algorithms run on this stack, so it comes without its dependencies
+	$(PY) -m pip install -q --no-deps osrl-lib==0.1.0
 	touch $(STAMP)
 
 demo: $(STAMP)

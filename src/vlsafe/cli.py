@@ -283,7 +283,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     rep = evaluate_policies(args.runs, episodes=args.episodes, seed_start=args.seed_start, task=args.task,
                             backend=args.backend, variant=args.variant, out=out, videos=not args.no_videos,
                             device=args.device, greedy=not getattr(args, "sampled", False),
-                            actor=getattr(args, "actor", "policy"))
+                            actor=getattr(args, "actor", "policy"), cost_threshold=args.cost_threshold)
     print(report_table(rep))
     print(f"wrote {out}/eval.json, eval.md" + (", best/worst videos" if not args.no_videos else ""))
     return 0
@@ -407,10 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="TrainPolicyConfig override, e.g. --set policy.beta1=3 --set policy.lagrangian=true --set eval_every=0")
     tp.set_defaults(fn=_cmd_train_policy)
 
-    bl = sub.add_parser("baseline", help="the paper's library baselines: d3rlpy (bc, cql, iql), SB3 (ppo, sac, dqn)")
+    bl = sub.add_parser("baseline", help="library baselines: d3rlpy (bc, cql, iql), OSRL (bcql, cpq), SB3 (ppo, sac, dqn)")
     blsub = bl.add_subparsers(dest="baseline_command", required=True)
     bt = blsub.add_parser("train", help="train a library baseline offline on a dataset or online in the simulator")
-    bt.add_argument("--algo", required=True, choices=["bc", "cql", "iql", "ppo", "sac", "dqn"])
+    bt.add_argument("--algo", required=True, choices=["bc", "cql", "iql", "bcql", "cpq", "ppo", "sac", "dqn"],
+                    help="d3rlpy: bc, cql, iql; OSRL (cost-aware): bcql (BCQ-Lag), cpq; SB3 (online): ppo, sac, dqn")
     bt.add_argument("--data", help="dataset folder (offline algorithms; online ones take its task)")
     bt.add_argument("--task", help="task NAME[:VARIANT] (online algorithms)")
     bt.add_argument("--steps", type=int, help="gradient steps (offline) or environment steps (online)")
@@ -433,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--variant", default="", help="shift variant: sparse, dense, unseen")
     ev.add_argument("--out", help="folder for eval.json, eval.md and best/worst videos (default: the first run's eval/)")
     ev.add_argument("--no-videos", action="store_true")
+    ev.add_argument("--cost-threshold", type=float, default=10.0,
+                    help="episode cost budget κ of the DSRL-normalised cost (default %(default)s)")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(fn=_cmd_eval)
 

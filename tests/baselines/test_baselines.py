@@ -28,6 +28,7 @@ def expert_data(tmp_path_factory):
 
 @pytest.mark.parametrize("algo, steps, extra", [
     ("bc", 200, {}), ("cql", 200, {}), ("iql", 200, {}),
+    ("bcql", 40, {"batch_size": 64}), ("cpq", 40, {"batch_size": 64}),  # OSRL, cost-aware
     ("ppo", 128, {"n_envs": 2}),  # two simulator processes
     ("dqn", 128, {"n_envs": 1}), ("sac", 96, {"n_envs": 1}),
 ])
@@ -37,7 +38,8 @@ def test_each_baseline_trains_saves_and_drives_through_eval(expert_data, tmp_pat
     assert state["step"] == steps
     assert state["budget"]["gradient_steps" if cfg.offline else "environment_steps"] >= steps
     saved = json.loads((tmp_path / algo / "baseline.json").read_text())
-    assert saved["library"][{"bc": "d3rlpy", "cql": "d3rlpy", "iql": "d3rlpy"}.get(algo, "stable-baselines3")]
+    library = {"bc": "d3rlpy", "cql": "d3rlpy", "iql": "d3rlpy", "bcql": "osrl-lib", "cpq": "osrl-lib"}
+    assert saved["library"][library.get(algo, "stable-baselines3")]
     rows = [json.loads(line) for line in (tmp_path / algo / "metrics.jsonl").read_text().splitlines()]
     assert rows and rows[-1]["step"] >= steps
     rep = evaluate_policies([tmp_path / algo], episodes=2, videos=False, **QUIET)

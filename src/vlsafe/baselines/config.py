@@ -8,19 +8,21 @@ from typing import Literal
 
 from vlsafe.config import ConfigError
 
-__all__ = ["ALGOS", "OFFLINE", "ONLINE", "CONTINUOUS_ONLY", "DISCRETE_ONLY", "BaselineConfig"]
+__all__ = ["ALGOS", "OFFLINE", "ONLINE", "COST_AWARE", "CONTINUOUS_ONLY", "DISCRETE_ONLY", "BaselineConfig"]
 
-OFFLINE = ("bc", "cql", "iql")  # d3rlpy, trained on a dataset
+COST_AWARE = ("bcql", "cpq")  # OSRL: BCQ-Lag and CPQ, offline, learning from the costs too
+OFFLINE = ("bc", "cql", "iql") + COST_AWARE  # d3rlpy and OSRL, trained on a dataset
 ONLINE = ("ppo", "sac", "dqn")  # Stable-Baselines3, trained in the simulator
 ALGOS = OFFLINE + ONLINE
-CONTINUOUS_ONLY = ("iql", "sac")  # the libraries have no discrete form of these
+CONTINUOUS_ONLY = ("iql", "sac") + COST_AWARE  # the libraries have no discrete form of these
 DISCRETE_ONLY = ("dqn",)
-DEFAULT_STEPS = {"bc": 20_000, "cql": 20_000, "iql": 20_000, "ppo": 100_000, "sac": 100_000, "dqn": 100_000}
+DEFAULT_STEPS = {"bc": 20_000, "cql": 20_000, "iql": 20_000, "bcql": 20_000, "cpq": 20_000, "ppo": 100_000,
+                 "sac": 100_000, "dqn": 100_000}
 
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    algo: Literal["bc", "cql", "iql", "ppo", "sac", "dqn"] = "bc"
+    algo: Literal["bc", "cql", "iql", "bcql", "cpq", "ppo", "sac", "dqn"] = "bc"
     observation: Literal["vector", "bev"] = "vector"  # bev: the 64 px frame through the library's CNN
     # discrete: the paper's 15 actions; continuous: (acceleration, steering). Empty = the algorithm's
     # own (continuous for iql and sac, discrete otherwise); offline data's discrete actions are fed
@@ -31,6 +33,7 @@ class BaselineConfig:
     learning_rate: float = 0.0  # 0 = the library's default for the algorithm
     gamma: float = 0.99
     reward_scale: float = 0.01  # offline: rewards x this (a crash is about -390) so Q-values stay O(1)
+    cost_limit: float = 10.0  # bcql, cpq: the episode cost budget they keep below (cost steps)
     seed: int = 0
     threads: int = 1
     n_envs: int = 2  # online: parallel simulators, one engine per process
@@ -44,6 +47,10 @@ class BaselineConfig:
         if self.action == "discrete" and self.algo in CONTINUOUS_ONLY:
             raise ConfigError(f"action=discrete: {self.algo} has continuous actions only in its library; "
                               "use action=continuous (the default for it)")
+        if self.algo in COST_AWARE and self.observation != "vector":
+            raise ConfigError(f"observation={self.observation}: OSRL's {self.algo} has MLP networks only; use observation=vector")
+        if self.cost_limit < 0:
+            raise ConfigError(f"cost_limit: expected >= 0, got {self.cost_limit}")
         if self.action == "continuous" and self.algo in DISCRETE_ONLY:
             raise ConfigError(f"action=continuous: {self.algo} has discrete actions only")
         for name in ("steps", "log_every", "checkpoint_every"):

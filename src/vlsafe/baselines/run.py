@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from vlsafe.baselines import offline, online
-from vlsafe.baselines.config import BaselineConfig
+from vlsafe.baselines.config import COST_AWARE, BaselineConfig
 from vlsafe.config import ConfigError, from_dict, to_dict
 from vlsafe.data.store import EpisodeStore
 from vlsafe.envs.tasks import TaskConfig, parse_task
@@ -29,8 +29,8 @@ from vlsafe.runlog import MetricsLog, dumps
 __all__ = ["fit", "load_driver", "MARKER"]
 
 MARKER = "baseline.json"
-LIBRARY = {"bc": "d3rlpy", "cql": "d3rlpy", "iql": "d3rlpy", "ppo": "stable-baselines3", "sac": "stable-baselines3",
-           "dqn": "stable-baselines3"}
+LIBRARY = {"bc": "d3rlpy", "cql": "d3rlpy", "iql": "d3rlpy", "bcql": "osrl-lib", "cpq": "osrl-lib",
+           "ppo": "stable-baselines3", "sac": "stable-baselines3", "dqn": "stable-baselines3"}
 
 
 def _versions(cfg: BaselineConfig) -> dict[str, str]:
@@ -92,7 +92,11 @@ def fit(cfg: BaselineConfig, out: str | Path, data: str | Path | None = None, ta
         _write(out / MARKER, state)
 
     try:
-        if cfg.offline:
+        if cfg.algo in COST_AWARE:
+            from vlsafe.baselines import osrl
+
+            _, budget = osrl.train_osrl(cfg, store, task_dict, out, start, log, metrics.write, save_state)
+        elif cfg.offline:
             _, budget = offline.train_offline(cfg, store, out, start, log, metrics.write, save_state)
         else:
             _, budget = online.train_online(cfg, task_dict, out, start, log, metrics.write, save_state)
@@ -133,7 +137,14 @@ def load_driver(run: Path, device: str = "cpu", greedy: bool = True, actor: str 
         raise ConfigError(f"{run}/{MARKER}: no baseline identity (is this a baseline run folder?)") from None
     if state["step"] < 1:
         raise ConfigError(f"{run}: no saved weights yet (step 0)")
-    if cfg.offline:
+    if cfg.algo in COST_AWARE:
+        from vlsafe.baselines import osrl
+        from vlsafe.envs.observation import vector_space
+
+        model = osrl.load_model(cfg, vector_space().shape[0], int(task.get("max_steps", 500)), run / osrl.CHECKPOINT)
+        # CPQ's act raises unless with_logprob=True (an OSRL bug); BCQ-Lag ignores both flags (it always samples)
+        act = lambda obs: model.act(obs, greedy, True)[0]  # noqa: E731
+    elif cfg.offline:
         algo = offline.make_algo(cfg, device="cpu")
         obs_space, act_space = online.policy_spaces(task, cfg)
         algo.create_impl(obs_space.shape, int(act_space.n) if cfg.action_mode == "discrete" else act_space.shape[0])

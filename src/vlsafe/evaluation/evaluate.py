@@ -20,6 +20,7 @@ from vlsafe.envs.driving_env import DrivingEnv
 from vlsafe.envs.tasks import VARIANTS, TaskConfig, parse_task
 from vlsafe.evaluation.driver import Driver, load_driver
 from vlsafe.evaluation.metrics import METRICS, EpisodeMeter, aggregate, format_table, to_json
+from vlsafe.evaluation.normalised import COST_THRESHOLD, normalised_scores
 from vlsafe.evaluation.runner import EpisodeRun
 from vlsafe.runlog import dumps
 
@@ -159,7 +160,7 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
 def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: int = EVAL_SEED_START, task: str | None = None,
                       backend: str | None = None, variant: str = "", out: str | Path | None = None, videos: bool = True,
                       device: str = "cpu", log: Callable[[str], None] = print, greedy: bool = True,
-                      actor: str = "policy") -> dict[str, Any]:
+                      actor: str = "policy", cost_threshold: float = COST_THRESHOLD) -> dict[str, Any]:
     """Every run drives the same `episodes` seeds; returns (and writes to `out`) the pooled table.
     `actor="behaviour"` drives each run's π̂_b (the behaviour-cloning row); `greedy=False` samples."""
     if actor not in ACTORS:
@@ -198,9 +199,12 @@ def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: in
               "backend": env.config.backend,
               "variant": env.config.variant, "seeds": seeds, "runs": [str(r) for r in runs],
               "metrics": aggregate(pooled), "ci95": bootstrap_ci(pooled),
+              "normalised": None,
               "facts": {str(r.path): r.facts for r in loaded if r.facts},
               "per_run": {k: aggregate(v) for k, v in per_run.items()},
               "episodes": {k: [to_json(m) for m in v] for k, v in per_run.items()}}
+    report["normalised"] = normalised_scores(report["metrics"], report["ci95"], env.config.task, env.config.backend,
+                                             cost_threshold)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -216,5 +220,12 @@ def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: in
 def report_table(report: dict[str, Any]) -> str:
     """The pooled row of an evaluation report, each metric as 'mean [lo, hi]'."""
     name = "/".join(report["methods"])
-    return format_table({name: report["metrics"]}, intervals={name: report["ci95"]})
+    table = format_table({name: report["metrics"]}, intervals={name: report["ci95"]})
+    n = report.get("normalised")
+    if n:
+        table += (f"\nDSRL-normalised: reward {n['reward']:.2f} [{n['reward_ci95'][0]:.2f}, {n['reward_ci95'][1]:.2f}], "
+                  f"cost {n['cost']:.2f} [{n['cost_ci95'][0]:.2f}, {n['cost_ci95'][1]:.2f}] at threshold "
+                  f"{n['threshold']:g} ({'safe' if n['safe'] else 'unsafe'}); references random {n['reference']['random']:.1f}, "
+                  f"expert {n['reference']['expert']:.1f}")
+    return table
 
