@@ -12,7 +12,8 @@ from vlsafe.baselines.run import fit
 from vlsafe.config import ConfigError
 from vlsafe.data.collect import CollectConfig, collect
 from vlsafe.evaluation.evaluate import evaluate_policies, make_env
-from vlsafe.evaluation.metrics import EpisodeMeter, aggregate
+from vlsafe.evaluation.metrics import aggregate
+from vlsafe.evaluation.runner import run_episode
 
 QUIET = dict(log=lambda *_: None)
 
@@ -65,16 +66,7 @@ def test_behaviour_cloning_on_expert_data_drives_better_than_random(expert_data,
     task = json.loads((tmp_path / "bc" / "baseline.json").read_text())["identity"]["task"]
     env = make_env(task)
     rng = np.random.default_rng(0)
-    random_runs = []
-    for seed in rep["seeds"]:
-        env.reset(seed=seed)
-        meter = EpisodeMeter(env.dt)
-        while True:
-            _, r, term, trunc, info = env.step(int(rng.integers(0, 15)))
-            meter.add(r, info)
-            if term or trunc:
-                break
-        random_runs.append(meter.result())
+    random_runs = [run_episode(env, lambda _env: int(rng.integers(0, 15)), seed).metrics for seed in rep["seeds"]]
     env.close()
     rand, got = aggregate(random_runs), rep["metrics"]
     print(f"bc: return {got['Return']:.1f} CR {got['CR']:.2f} TD {got['TD']:.1f}; "

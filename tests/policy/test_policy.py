@@ -11,7 +11,8 @@ import torch
 from vlsafe.data.collect import CollectConfig, collect
 from vlsafe.data.store import EpisodeStore
 from vlsafe.evaluation.evaluate import evaluate_policies, make_env
-from vlsafe.evaluation.metrics import EpisodeMeter, aggregate
+from vlsafe.evaluation.metrics import aggregate
+from vlsafe.evaluation.runner import run_episode
 from vlsafe.policy import fit, load_policy, resolve_config
 from vlsafe.policy.actor_critic import ImaginationLearner
 from vlsafe.policy.agent import start_states
@@ -219,16 +220,7 @@ def test_policy_in_the_simulator_is_no_less_safe_than_its_data_and_beats_random(
     data_cr = sum(e["collisions"] > 0 for e in entries) / len(entries)
     env = make_env(json.loads((tmp_path / "vl" / "config.json").read_text())["task"])
     rng = np.random.default_rng(0)
-    random_runs = []
-    for seed in rep["seeds"]:
-        env.reset(seed=seed)
-        meter = EpisodeMeter(env.dt)
-        while True:
-            _, r, term, trunc, info = env.step(int(rng.integers(0, 15)))
-            meter.add(r, info)
-            if term or trunc:
-                break
-        random_runs.append(meter.result())
+    random_runs = [run_episode(env, lambda _env: int(rng.integers(0, 15)), seed).metrics for seed in rep["seeds"]]
     env.close()
     rand = aggregate(random_runs)
     got = rep["metrics"]
