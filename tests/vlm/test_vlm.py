@@ -281,3 +281,12 @@ def test_dataset_card_shows_label_quality(model, hw):
     label_dataset(hw, load_scorer("drive-clip", str(model), threads=1), "paper-v1", **QUIET)
     card = dataset_card(hw, label_sections(hw))
     assert "label quality" in card and "AUROC k=5" in card and "baseline" in card
+
+
+def test_label_quality_without_unsafe_frames_prints_dashes():
+    """No cost event: AUROC is undefined (NaN, null once stored as JSON); the card says so instead of failing."""
+    from vlsafe.vlm.quality import format_quality
+
+    row = {5: {"auroc": None, "ece": 0.05, "positives": 0, "frames": 10}}
+    text = format_quality({"vlm": row, "baseline": {5: {**row[5], "auroc": float("nan")}}})
+    assert "| vlm | – | 0.050 | 0 of 10 |" in text and "| baseline | – | 0.050 |" in text

@@ -115,8 +115,11 @@ def format_quality(q: dict, title: str = "label quality") -> str:
     head = "| scorer | " + " | ".join(f"AUROC k={k} | ECE k={k}" for k in ks) + " | unsafe frames (k=" + \
         ",".join(map(str, ks)) + ") |"
     lines = [f"{title}: unsafe = cost within the next k steps", head, "|" + "---|" * (2 * len(ks) + 2)]
+    def num(x) -> str:  # undefined (no unsafe frame: AUROC is NaN; null once read back from JSON)
+        return "–" if x is None or x != x else f"{x:.3f}"
+
     for name, row in q.items():
-        cells = " | ".join(f"{row[k]['auroc']:.3f} | {row[k]['ece']:.3f}" for k in ks)
+        cells = " | ".join(f"{num(row[k]['auroc'])} | {num(row[k]['ece'])}" for k in ks)
         pos = ",".join(str(row[k]["positives"]) for k in ks)
         lines.append(f"| {name} | {cells} | {pos} of {row[ks[0]]['frames']} |")
     lines.append("baseline = cost-lag1 (previous frame's cost, no images)")
