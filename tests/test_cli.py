@@ -103,3 +103,14 @@ def test_train_wm_and_eval_wm(tmp_path):
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["variant"] == "dense"
     r = vlsafe("eval", str(tmp_path / "nothing"))
     assert r.returncode == 2 and "nothing: no such run folder" in r.stderr
+
+
+def test_demo_runs_every_stage_end_to_end(tmp_path):
+    """`make demo`'s command, shrunk (one simulator, a few steps): all five stages and their files."""
+    out = tmp_path / "demo"
+    r = vlsafe("demo", "--out", str(out), "--backends", "highway", "--wm-steps", "3", "--policy-steps", "4",
+               "--eval-episodes", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "demo done" in r.stdout and "label quality" in r.stdout
+    for path in ("four-lane@highway/episode0.gif", "dataset/manifest.json", "wm/eval.json", "policy/eval/eval.json"):
+        assert (out / path).exists(), path

@@ -142,7 +142,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                                               f"policy.bc_steps={args.policy_steps // 2}"]))
     _cmd_eval(argparse.Namespace(runs=[str(policy)], episodes=args.eval_episodes, seed_start=700, task=None, backend=None,
                                  variant="", out=str(policy / "eval"), no_videos=False, device="cpu", actor="policy",
-                                 sampled=False))
+                                 sampled=False, cost_threshold=10.0))
     print(f"demo done in {time.perf_counter() - t0:.0f}s: GIFs in {out}/<task>@<backend>/episode0.gif, dataset and "
           f"labels in {out}/dataset, world model and imagined.gif in {run}, policy and best/worst videos in {policy}")
     return 0
