@@ -1,0 +1,45 @@
+"""Where each method's AWR weight puts its mass on the data: per behaviour, and where p̂(safe) < 0.5.
+
+    .venv/bin/python scripts/awr_weights.py DATASET POLICY_RUN [POLICY_RUN ...]
+"""
+import copy, json, sys
+import numpy as np, torch
+torch.set_num_threads(1)
+from vlsafe.data.store import EpisodeStore
+from vlsafe.policy.agent import start_states
+from vlsafe.policy.train import load_policy
+
+store = EpisodeStore(sys.argv[1])
+entries = store.entries()
+seeds = [int(e["seed"]) for e in entries]
+beh = {int(e["seed"]): e["behaviour"] for e in entries}
+out = {}
+data = None
+for run in sys.argv[2:]:
+    policy, conf = load_policy(run)
+    L, wm = policy.learner, policy.world_model
+    if data is None:
+        data = start_states(wm, store, seeds)
+        lens = [int(e["steps"]) + 1 for e in entries]
+        labels = np.concatenate([[beh[s]] * n for s, n in zip(seeds, lens)])
+        valid = data["has_next"].numpy()
+    with torch.no_grad():
+        feat = wm.feat({"deter": data["deter"], "stoch": data["stoch"]})
+        p = L.p_safe(wm, feat)
+        v_mc = L.v_mc(feat)
+        returns = torch.stack([data["return_reward"] / L.scales[0], data["return_cost"] / L.scales[1]], -1)
+        Lc = copy.deepcopy(L)  # _data_weight moves the scale EMAs; the run stays untouched
+        w = Lc._data_weight(returns - v_mc, returns, p, 0.0).numpy()
+    p = p.numpy()
+    row = {}
+    tot = (w * valid).sum()
+    for b in ("expert", "noisy", "reckless"):
+        m = (labels == b) & valid
+        row[b] = {"share_of_states": float(m.mean()), "share_of_weight": float((w * m).sum() / tot), "mean_w": float(w[m].mean())}
+    low = (p < 0.5) & valid
+    row["p<0.5"] = {"share_of_states": float(low.mean()), "share_of_weight": float((w * low).sum() / tot),
+                    "reckless_share_of_weight_there": float((w * low * (labels == "reckless")).sum() / max((w * low).sum(), 1e-9)),
+                    "reckless_share_of_states_there": float((low & (labels == "reckless")).sum() / max(low.sum(), 1))}
+    row["p_mean"] = float(p[valid].mean())
+    out[run] = row
+    print(run, json.dumps(row, indent=None))
