@@ -2,12 +2,18 @@
 
     .venv/bin/python scripts/awr_weights.py DATASET POLICY_RUN [POLICY_RUN ...]
 """
-import copy, json, sys
-import numpy as np, torch
-torch.set_num_threads(1)
+import copy
+import json
+import sys
+
+import numpy as np
+import torch
+
 from vlsafe.data.store import EpisodeStore
 from vlsafe.policy.agent import start_states
 from vlsafe.policy.train import load_policy
+
+torch.set_num_threads(1)
 
 store = EpisodeStore(sys.argv[1])
 entries = store.entries()
@@ -38,7 +44,8 @@ for run in sys.argv[2:]:
         row[b] = {"share_of_states": float(m.mean()), "share_of_weight": float((w * m).sum() / tot), "mean_w": float(w[m].mean())}
     low = (p < 0.5) & valid
     row["p<0.5"] = {"share_of_states": float(low.mean()), "share_of_weight": float((w * low).sum() / tot),
-                    "reckless_share_of_weight_there": float((w * low * (labels == "reckless")).sum() / max((w * low).sum(), 1e-9)),
+                    "reckless_share_of_weight_there":
+                        float((w * low * (labels == "reckless")).sum() / max((w * low).sum(), 1e-9)),
                     "reckless_share_of_states_there": float((low & (labels == "reckless")).sum() / max(low.sum(), 1))}
     row["p_mean"] = float(p[valid].mean())
     out[run] = row
