@@ -19,13 +19,15 @@ from vlsafe.runlog import dumps
 def pool(paths: list[str], runs_kept: int | None = None, episodes_kept: int | None = None) -> dict:
     reports = [load_report(p) for p in paths]
     first = reports[0]
+    n = episodes_kept or len(first["seeds"])
     for r in reports[1:]:
-        if r["seeds"] != first["seeds"] or r["methods"] != first["methods"] or r.get("greedy") != first.get("greedy"):
+        if len(r["seeds"]) < n or r["seeds"][:n] != first["seeds"][:n] or r["methods"] != first["methods"] \
+                or r.get("greedy") != first.get("greedy"):
             raise SystemExit(f"{r['_path']}: another method, actor mode or episode seeds than {first['_path']}")
     runs = [run for r in reports for run in r["runs"]][:runs_kept]
     if len(set(runs)) != len(runs):
         raise SystemExit("a run appears in two evaluations")
-    seeds = first["seeds"][:episodes_kept]
+    seeds = first["seeds"][:n]
     episodes = {run: r["episodes"][run][:len(seeds)] for r in reports for run in r["runs"] if run in runs}
     eps = paired_episodes({"runs": runs, "episodes": episodes})
     out = {k: v for k, v in first.items() if not k.startswith("_")}
