@@ -20,8 +20,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vlsafe.worldmodel.heap import reuse_freed_memory
-from vlsafe.worldmodel.precision import autocast, resolve_precision
+from vlsafe.training.heap import reuse_freed_memory
+from vlsafe.training.precision import autocast, resolve_precision
 from vlsafe.worldmodel.rssm import PRESETS, WorldModel, WorldModelConfig
 
 TARGETS = {"xs": 1.3, "s": 1.5}
