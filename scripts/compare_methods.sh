@@ -35,11 +35,12 @@ export -f train evaluate
 jobs=()
 for s in $SEEDS; do for m in $METHODS; do jobs+=("$m $s"); done; done
 printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'train $0 $1'
+EXTRA_ROWS=""; [[ " $METHODS " == *" vl-safe "* ]] && EXTRA_ROWS="bc"  # bc = the vl-safe runs' π̂_b
 evals=()
-for mode in $MODES; do for m in $METHODS bc; do evals+=("$m $mode"); done; done
+for mode in $MODES; do for m in $METHODS $EXTRA_ROWS; do evals+=("$m $mode"); done; done
 printf '%s\n' "${evals[@]}" | xargs -P 2 -L 1 bash -c 'evaluate $0 $1'
-for mode in $MODES; do
-  list=("$OUT/eval_vl-safe_$mode")
-  for m in $METHODS bc; do [[ $m != vl-safe ]] && list+=("$OUT/eval_${m}_$mode"); done
+for mode in $MODES; do  # the first method is the reference of the differences (vl-safe by default)
+  list=()
+  for m in $METHODS $EXTRA_ROWS; do list+=("$OUT/eval_${m}_$mode"); done
   "$VLSAFE" compare "${list[@]}" --metrics Return,Cost,AS,TD,AR,CR | tee "$OUT/compare_$mode.md"
 done
