@@ -38,7 +38,8 @@ def rate(method: str, critics: str, model: WorldModel, starts: int, updates: int
     """(updates/s once the actor learns, imagined states per update)."""
     torch.manual_seed(0)
     cfg = method_config(method, critics=critics)
-    learner = ImaginationLearner(cfg, model.config.feat, model.config.action_dim, discrete=True)
+    learner = ImaginationLearner(cfg, model.config.feat, model.config.action_dim, discrete=True,
+                                 deter=model.config.deter)
     learner.updates.fill_(cfg.bc_steps)  # time the actor's phase: the longer one, and the one with imagination
     opt = learner.make_optimizer()
     batch, nxt = fake_starts(model, starts)

@@ -32,7 +32,7 @@ for run in sys.argv[2:]:
     with torch.no_grad():
         feat = wm.feat({"deter": data["deter"], "stoch": data["stoch"]})
         p = L.p_safe(wm, feat)
-        v_mc = L.v_mc(feat)
+        v_mc = L.baseline(feat)
         returns = torch.stack([data["return_reward"] / L.scales[0], data["return_cost"] / L.scales[1]], -1)
         Lc = copy.deepcopy(L)  # _data_weight moves the scale EMAs; the run stays untouched
         w = Lc._data_weight(returns - v_mc, returns, p, 0.0).numpy()

@@ -5,16 +5,18 @@
 # beside them, and the paired differences to VL-SAFE.
 #   scripts/compare_methods.sh WM_RUN OUT [STEPS=2000] [EPISODES=20] [extra --set args...]
 # Environment: METHODS (default "vl-safe dreamer-offline lagrangian fosp"), SEEDS (default "0 1 2"),
-# MODES (default "greedy sampled"). Every step is resumable: rerunning skips finished work.
+# MODES (default "greedy sampled"), SEED_START (first episode seed, default 700; 500 = the development
+# seeds to tune on). Every step is resumable: rerunning skips finished work.
 set -euo pipefail
 WM=$1; OUT=$2; STEPS=${3:-2000}; EPISODES=${4:-20}; shift $(( $# < 4 ? $# : 4 ))
 VLSAFE=${VLSAFE:-.venv/bin/vlsafe}
 METHODS=${METHODS:-"vl-safe dreamer-offline lagrangian fosp"}
 SEEDS=${SEEDS:-"0 1 2"}
 MODES=${MODES:-"greedy sampled"}
+SEED_START=${SEED_START:-700}
 EXTRA="$*"  # e.g. --set policy.lagrangian=true (no spaces inside one argument)
 mkdir -p "$OUT"
-export VLSAFE OUT WM STEPS EPISODES EXTRA SEEDS
+export VLSAFE OUT WM STEPS EPISODES EXTRA SEEDS SEED_START
 
 train() {  # method seed
   local run="$OUT/$1__s$2"  # a finished run resumes at its last step and stops at once
@@ -28,7 +30,7 @@ evaluate() {  # method mode (method bc = the behaviour heads of the vl-safe runs
   local src=$name; [[ $name == bc ]] && { src=vl-safe; args+=(--actor behaviour); }
   [[ $mode == sampled ]] && args+=(--sampled)
   for s in $SEEDS; do runs+=("$OUT/${src}__s$s"); done
-  "$VLSAFE" eval "${runs[@]}" --episodes "$EPISODES" --no-videos --out "$out" "${args[@]}" > "$out.log" 2>&1
+  "$VLSAFE" eval "${runs[@]}" --episodes "$EPISODES" --seed-start "$SEED_START" --no-videos --out "$out" "${args[@]}" > "$out.log" 2>&1
 }
 export -f train evaluate
 

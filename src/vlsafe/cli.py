@@ -142,7 +142,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                                               f"policy.bc_steps={args.policy_steps // 2}"]))
     _cmd_eval(argparse.Namespace(runs=[str(policy)], episodes=args.eval_episodes, seed_start=700, task=None, backend=None,
                                  variant="", out=str(policy / "eval"), no_videos=False, device="cpu", actor="policy",
-                                 sampled=False, cost_threshold=10.0))
+                                 sampled=False, cost_threshold=10.0, threads=1))
     print(f"demo done in {time.perf_counter() - t0:.0f}s: GIFs in {out}/<task>@<backend>/episode0.gif, dataset and "
           f"labels in {out}/dataset, world model and imagined.gif in {run}, policy and best/worst videos in {policy}")
     return 0
@@ -278,12 +278,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ValueError(f"--episodes: expected >= 1, got {args.episodes}")
+    if args.threads < 0:
+        raise ValueError(f"--threads: expected >= 0, got {args.threads}")
     check_device(args.device)
     out = args.out or str(Path(args.runs[0]) / "eval")
     rep = evaluate_policies(args.runs, episodes=args.episodes, seed_start=args.seed_start, task=args.task,
                             backend=args.backend, variant=args.variant, out=out, videos=not args.no_videos,
                             device=args.device, greedy=not getattr(args, "sampled", False),
-                            actor=getattr(args, "actor", "policy"), cost_threshold=args.cost_threshold)
+                            actor=getattr(args, "actor", "policy"), cost_threshold=args.cost_threshold,
+                            threads=args.threads)
     print(report_table(rep))
     print(f"wrote {out}/eval.json, eval.md" + (", best/worst videos" if not args.no_videos else ""))
     return 0
@@ -436,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-videos", action="store_true")
     ev.add_argument("--cost-threshold", type=float, default=10.0,
                     help="episode cost budget κ of the DSRL-normalised cost (default %(default)s)")
+    ev.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: one frame per step gains nothing from more, and evaluations "
+                         "side by side that oversubscribe the cores ran ~10x slower; 0 = torch's default)")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(fn=_cmd_eval)
 

@@ -83,7 +83,7 @@ def scripted_share(world_model, tmp_path, p_value: float, extraction: str) -> tu
     policy = fit(world_model, tmp_path / f"p{p_value}{extraction}", small(steps=1), **QUIET)
     feats, data = dataset_feats(world_model, policy)
     cfg = small(**{"policy.bc_steps": 30, "policy.actor_lr": 3e-3, "policy.extraction": extraction}).policy
-    learner = Scripted(cfg, feats.shape[-1], 15, discrete=True)
+    learner = Scripted(cfg, feats.shape[-1], 15, discrete=True, deter=policy.world_model.config.deter)
     learner.p_value = p_value
     if extraction == "awr":
         learner.safe = int(torch.bincount(data["action"].long(), minlength=15).argsort(descending=True)[1])
@@ -148,10 +148,29 @@ def test_awr_actor_is_the_same_without_the_imagined_critics(world_model, tmp_pat
 
 
 def test_q_first_layer_factorised_equals_the_concatenated_input():
-    learner = ImaginationLearner(small().policy, feat=40, action_dim=15, discrete=True)
+    learner = ImaginationLearner(small().policy, feat=40, action_dim=15, discrete=True, deter=24)
     feat, acts = torch.randn(8, 40), torch.eye(15).expand(8, 15, 15)
     whole = learner.q(torch.cat([feat[:, None].expand(-1, 15, -1), acts], -1))
     torch.testing.assert_close(learner.q_values(feat, acts), whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("actor_input", ["stoch", "feat"])
+def test_actor_sees_the_gru_state_only_when_asked(actor_input):
+    """`actor_input=stoch`: π̂_b and the actor read z_t alone; h_t, which holds the previous
+    action, can change without moving them (the copycat guard); `feat` reads both."""
+    torch.manual_seed(0)
+    learner = ImaginationLearner(small(**{"policy.actor_input": actor_input}).policy, feat=40, action_dim=15,
+                                 discrete=True, deter=24)
+    feat = torch.randn(8, 40)
+    other = feat.clone()
+    other[:, :24] = torch.randn(8, 24)  # another GRU state h_t, the same z_t
+    with torch.no_grad():
+        for head in (learner.actor, learner.behaviour):
+            moved = (head.dist(feat).probs - head.dist(other).probs).abs().max().item()
+            assert (moved == 0.0) if actor_input == "stoch" else (moved > 1e-4), moved
+            changed = feat.clone()
+            changed[:, 24:] = torch.randn(8, 16)  # another z_t: both inputs see it
+            assert (head.dist(feat).probs - head.dist(changed).probs).abs().max().item() > 1e-4
 
 
 def test_saved_policy_acts_like_the_trained_one(world_model, tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import torch
 
 from vlsafe.config import ConfigError, from_dict
 from vlsafe.envs.driving_env import DrivingEnv
@@ -160,11 +161,14 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
 def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: int = EVAL_SEED_START, task: str | None = None,
                       backend: str | None = None, variant: str = "", out: str | Path | None = None, videos: bool = True,
                       device: str = "cpu", log: Callable[[str], None] = print, greedy: bool = True,
-                      actor: str = "policy", cost_threshold: float = COST_THRESHOLD) -> dict[str, Any]:
+                      actor: str = "policy", cost_threshold: float = COST_THRESHOLD, threads: int = 1) -> dict[str, Any]:
     """Every run drives the same `episodes` seeds; returns (and writes to `out`) the pooled table.
-    `actor="behaviour"` drives each run's π̂_b (the behaviour-cloning row); `greedy=False` samples."""
+    `actor="behaviour"` drives each run's π̂_b (the behaviour-cloning row); `greedy=False` samples.
+    `threads`: torch CPU threads (0 = torch's default); the drivers infer one frame per step."""
     if actor not in ACTORS:
         raise ValueError(f"actor: expected one of {', '.join(ACTORS)}, got {actor!r}")
+    if threads:
+        torch.set_num_threads(threads)
     loaded = [load_driver(r, device=device, greedy=greedy, actor=actor) for r in runs]  # validate all first
     modes = {r.driver.action_mode for r in loaded}
     if len(modes) > 1:

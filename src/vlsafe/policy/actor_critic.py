@@ -79,6 +79,13 @@ class PolicyConfig:
     extraction: str = "awr"
     anchor: str = "behaviour"  # π* ∝ π̂_b·w ("behaviour"), or π_actor·w ("self": the earlier extraction, ablation)
     in_sample: bool = True  # critics also regress the dataset's real rewards and costs
+    # what the actor and π̂_b see: the stochastic latent z_t ("stoch") or all of h_t, z_t ("feat",
+    # the earlier input: h_t holds the previous action, and the cloned actor learns to repeat it)
+    actor_input: str = "stoch"
+    # what V_b, the AWR baseline of the data's returns, sees: h_t, z_t ("feat") or z_t ("stoch").
+    # h_t reveals which driver is driving (its speed and actions so far), so V_b(h, z) predicts a
+    # reckless driver's lower return and its actions' advantage comes out ≈ 0
+    value_input: str = "feat"
     adv_norm: str = "separate"  # A_r and A_c each on its own scale ("separate") or the earlier "shared" scaling
     horizon: int = 5  # imagined steps under the actor; the actor and critics learn on those states too
     discount_horizon: float = 100.0  # γ = 1 - 1/discount_horizon
@@ -114,6 +121,9 @@ class PolicyConfig:
             raise ConfigError(f"policy.extraction: expected exact, awr or both, got {self.extraction!r}")
         if self.anchor not in ("behaviour", "self"):
             raise ConfigError(f"policy.anchor: expected behaviour or self, got {self.anchor!r}")
+        if self.actor_input not in ("stoch", "feat") or self.value_input not in ("stoch", "feat"):
+            raise ConfigError(f"policy.actor_input, policy.value_input: expected stoch or feat, got "
+                              f"{self.actor_input!r}, {self.value_input!r}")
         if self.critics not in ("auto", "always"):
             raise ConfigError(f"policy.critics: expected auto or always, got {self.critics!r}")
         if self.adv_norm not in ("separate", "shared"):
@@ -155,15 +165,22 @@ def method_config(method: str, **fields) -> PolicyConfig:
 
 
 class Actor(nn.Module):
-    """π(a | feat): categorical over 15 actions (with unimix) or a Gaussian over [-1, 1]^2."""
+    """π(a | feat): categorical over 15 actions (with unimix) or a Gaussian over [-1, 1]^2.
 
-    def __init__(self, feat: int, action_dim: int, discrete: bool, hidden: int, layers: int, unimix: float):
+    `skip` drops the first features: with skip = deter the actor sees only the stochastic latent
+    z_t (`PolicyConfig.actor_input=stoch`). The GRU state h_t carries the previous action, and
+    an imitation-based actor that sees it learns to repeat it (the "copycat" failure of behaviour
+    cloning with history): on four-lane's development seeds π̂_b on h_t, z_t crashed in 38% of
+    episodes, on z_t alone in 12% (README)."""
+
+    def __init__(self, feat: int, action_dim: int, discrete: bool, hidden: int, layers: int, unimix: float,
+                 skip: int = 0):
         super().__init__()
-        self.discrete, self.action_dim, self.unimix = discrete, action_dim, unimix
-        self.net = mlp(feat, hidden, action_dim if discrete else 2 * action_dim, layers)
+        self.discrete, self.action_dim, self.unimix, self.skip = discrete, action_dim, unimix, skip
+        self.net = mlp(feat - skip, hidden, action_dim if discrete else 2 * action_dim, layers)
 
     def dist(self, feat: torch.Tensor) -> torch.distributions.Distribution:
-        out = self.net(feat)
+        out = self.net(feat[..., self.skip:] if self.skip else feat)
         if self.discrete:
             probs = (1 - self.unimix) * out.softmax(-1) + self.unimix / self.action_dim
             return torch.distributions.OneHotCategorical(probs=probs)
@@ -188,16 +205,20 @@ class Actor(nn.Module):
 class ImaginationLearner(nn.Module):
     """Actor, behaviour head π̂_b, critics Q = (Q_r, Q_c, Q_h) and V = (V_r, V_c, V_h), slow V."""
 
-    def __init__(self, cfg: PolicyConfig, feat: int, action_dim: int, discrete: bool):
+    def __init__(self, cfg: PolicyConfig, feat: int, action_dim: int, discrete: bool, *, deter: int):
+        """`feat` = deter + stoch features of the world model, `deter` the first part's size."""
         super().__init__()
         self.cfg = cfg
         h, n = cfg.hidden, cfg.layers
-        self.actor = Actor(feat, action_dim, discrete, h, n, cfg.unimix)
-        self.behaviour = Actor(feat, action_dim, discrete, h, n, cfg.unimix)
+        skip = deter if cfg.actor_input == "stoch" else 0
+        self.actor = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip)
+        self.behaviour = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip)
         self.q = mlp(feat + action_dim, h, 3, n)
         self.v = mlp(feat, h, 3, n)
         self.slow_v = copy.deepcopy(self.v).requires_grad_(False)
-        self.v_mc = mlp(feat, h, 2, n)  # V_b: the behaviour's value by regression on the data's real returns
+        # V_b: the behaviour's value by regression on the data's real returns (the AWR baseline)
+        self.value_skip = deter if cfg.value_input == "stoch" else 0
+        self.v_mc = mlp(feat - self.value_skip, h, 2, n)
         # fixed return scales of the dataset (reward, cost), set once by `set_scales` and saved
         self.register_buffer("scales", torch.ones(2))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -224,6 +245,10 @@ class ImaginationLearner(nn.Module):
 
     def critic_parameters(self) -> list[nn.Parameter]:
         return list(self.q.parameters()) + list(self.v.parameters()) + list(self.v_mc.parameters())
+
+    def baseline(self, feat: torch.Tensor) -> torch.Tensor:
+        """V_b(s) = (reward, cost) returns on the fixed scales, on the input `value_input` names."""
+        return self.v_mc(feat[..., self.value_skip:] if self.value_skip else feat)
 
     def set_scales(self, reward: float, cost: float) -> None:
         self.scales.copy_(torch.tensor([reward, cost], dtype=self.scales.dtype))
@@ -298,7 +323,7 @@ class ImaginationLearner(nn.Module):
             bc_loss = -self.behaviour.dist(data_feat).log_prob(self._action_input(batch["action"])).mean()
 
         # -- the weight on the data's own actions, advantages from their real returns (AWR) --
-        v_mc = self.v_mc(data_feat)
+        v_mc = self.baseline(data_feat)
         returns = torch.stack([batch["return_reward"] / self.scales[0], batch["return_cost"] / self.scales[1]], -1)
         critic_loss = critic_loss + ((v_mc - returns) ** 2).sum(-1).mean()
         with torch.no_grad():

@@ -77,7 +77,8 @@ class Policy(nn.Module):
     def __init__(self, wm: WorldModelConfig, policy: PolicyConfig):
         super().__init__()
         self.world_model = WorldModel(wm)
-        self.learner = ImaginationLearner(policy, wm.feat, wm.action_dim, discrete=wm.action_dim == 15)
+        self.learner = ImaginationLearner(policy, wm.feat, wm.action_dim, discrete=wm.action_dim == 15,
+                                          deter=wm.deter)
         self.world_model.requires_grad_(False)
 
 
@@ -88,8 +89,10 @@ def load_policy(run: str | Path, device: str = "cpu") -> tuple[Policy, dict[str,
         raise CheckpointError(f"{run}: no config.json/checkpoint.json (is this a train-policy run folder?)")
     conf = read_json(run / "config.json", "a train-policy run's config", ("identity", "task"))
     try:
+        # runs saved before `actor_input` existed had actors on all of h_t, z_t
+        fields = {"actor_input": "feat", **conf["identity"]["policy"]}
         policy = Policy(from_dict(WorldModelConfig, conf["identity"]["world_model"]["model"]),
-                        from_dict(PolicyConfig, conf["identity"]["policy"])).to(device)
+                        from_dict(PolicyConfig, fields)).to(device)
     except (KeyError, TypeError):
         raise CheckpointError(f"{run}/config.json: no policy identity (is this a train-policy run folder?)") from None
     meta = load_checkpoint(run, policy, device=device)
