@@ -225,6 +225,18 @@ def test_evaluation_pools_runs_with_intervals_and_videos(world_model, tmp_path):
     assert saved["seeds"] == [700, 701] and "| fosp |" in (tmp_path / "eval" / "eval.md").read_text()
 
 
+def test_an_episode_does_not_depend_on_what_ran_before_it(world_model, tmp_path):
+    """Posterior samples are drawn per episode from its seed: the same run on seed 701 drives
+    the same episode alone, after seed 700, and after another run was loaded and driven."""
+    for seed in (0, 1):
+        fit(world_model, tmp_path / f"s{seed}", small(steps=5, seed=seed), **QUIET)
+    alone = evaluate_policies([tmp_path / "s0"], episodes=1, seed_start=701, videos=False, **QUIET)
+    after = evaluate_policies([tmp_path / "s1", tmp_path / "s0"], episodes=2, seed_start=700, videos=False, **QUIET)
+    torch.rand(3)  # the caller's stream is not consumed or reset by an evaluation
+    got, want = after["episodes"][str(tmp_path / "s0")][1], alone["episodes"][str(tmp_path / "s0")][0]
+    assert got == want
+
+
 def test_policy_in_the_simulator_is_no_less_safe_than_its_data_and_beats_random(world_model, tmp_path):
     """The real return and collisions in the simulator, not imagined ones, on fixed held-out seeds."""
     torch.manual_seed(0)

@@ -76,20 +76,29 @@ def _overlay(frame: np.ndarray, p_safe: float | None, cost_pred: float | None, c
 def simulate(driver: Driver, env: DrivingEnv, seeds: Iterable[int], record: bool = False,
              on_episode: Callable[[EpisodeRun], None] | None = None) -> list[EpisodeRun]:
     """Drive one episode per seed with `driver(env) -> action`; `record` keeps rendered frames
-    with the driver's p̂(safe) and ĉ drawn on them (where it has them)."""
+    with the driver's p̂(safe) and ĉ drawn on them (where it has them).
+
+    Each episode draws torch's random numbers (the world model's posterior samples, sampled
+    actions) from a generator seeded with the episode seed, inside a fork of the caller's: an
+    episode's outcome does not depend on what ran before it in the process (how many runs were
+    loaded, which episodes came first), and two methods on the same seed see the same noise.
+    Without it the same π̂_b on the same 60 seeds crashed in 8% and in 22% of them."""
     runs = []
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     for seed in seeds:
         env.reset(seed=int(seed))
         meter, frames = EpisodeMeter(env.dt), []
-        while True:
-            action = driver(env)
-            before = env.render() if record else None
-            _, reward, terminated, truncated, info = env.step(action)
-            meter.add(reward, info)
-            if record:
-                frames.append(_overlay(before, driver.p_safe, driver.cost, float(info["cost"])))
-            if terminated or truncated:
-                break
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            while True:
+                action = driver(env)
+                before = env.render() if record else None
+                _, reward, terminated, truncated, info = env.step(action)
+                meter.add(reward, info)
+                if record:
+                    frames.append(_overlay(before, driver.p_safe, driver.cost, float(info["cost"])))
+                if terminated or truncated:
+                    break
         run = EpisodeRun(seed=int(seed), metrics=meter.result(), frames=frames)
         runs.append(run)
         if on_episode:
