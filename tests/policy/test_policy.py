@@ -232,7 +232,6 @@ def test_an_episode_does_not_depend_on_what_ran_before_it(world_model, tmp_path)
         fit(world_model, tmp_path / f"s{seed}", small(steps=5, seed=seed), **QUIET)
     alone = evaluate_policies([tmp_path / "s0"], episodes=1, seed_start=701, videos=False, **QUIET)
     after = evaluate_policies([tmp_path / "s1", tmp_path / "s0"], episodes=2, seed_start=700, videos=False, **QUIET)
-    torch.rand(3)  # the caller's stream is not consumed or reset by an evaluation
     got, want = after["episodes"][str(tmp_path / "s0")][1], alone["episodes"][str(tmp_path / "s0")][0]
     assert got == want
 
@@ -240,12 +239,12 @@ def test_an_episode_does_not_depend_on_what_ran_before_it(world_model, tmp_path)
 def test_policy_in_the_simulator_is_no_less_safe_than_its_data_and_beats_random(world_model, tmp_path):
     """The real return and collisions in the simulator, not imagined ones, on fixed held-out seeds."""
     torch.manual_seed(0)
-    # pinned to the learner measured passing here (imagined critics in the actor's target, β = 2:
-    # return 89.6, CR 0.00); the default (AWR only, β = 6) on this 10-episode, 60-step dataset
-    # gave return -347 and CR 0.125 > the data's 0.10 on the same seeds (closing note, issue 10)
-    fit(world_model, tmp_path / "vl", small(steps=300, **{"policy.bc_steps": 150, "policy.extraction": "both",
-                                                          "policy.beta1": 2.0, "policy.beta2": 2.0}), **QUIET)
-    rep = evaluate_policies([tmp_path / "vl"], episodes=8, videos=False, **QUIET)
+    # the default learner (AWR, β = 6, actor and π̂_b on z_t); 16 episodes, so that the data's CR
+    # (0.10) leaves room for one crash (0.0625) on a CPU whose float rounding changes an episode.
+    # Measured here (2-core x86): return 114.0, CR 0.00; random -401.7, 0.31. With the actor on
+    # h_t, z_t this default gave -347 and CR 0.125 on 8 episodes (closing note, issue 10)
+    fit(world_model, tmp_path / "vl", small(steps=300, **{"policy.bc_steps": 150}), **QUIET)
+    rep = evaluate_policies([tmp_path / "vl"], episodes=16, videos=False, **QUIET)
     conf = json.loads((world_model / "config.json").read_text())
     entries = EpisodeStore(conf["data"]).entries()
     data_cr = sum(e["collisions"] > 0 for e in entries) / len(entries)

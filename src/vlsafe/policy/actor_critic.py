@@ -89,6 +89,9 @@ class PolicyConfig:
     adv_norm: str = "separate"  # A_r and A_c each on its own scale ("separate") or the earlier "shared" scaling
     horizon: int = 5  # imagined steps under the actor; the actor and critics learn on those states too
     discount_horizon: float = 100.0  # γ = 1 - 1/discount_horizon
+    # horizon of the data's cost returns behind A_c and V_b's cost (0: discount_horizon). A short
+    # one counts the cost the action can still change, not a crash seconds later it did not cause
+    cost_horizon: float = 0.0
     expectile: float = 0.7  # τ of V_r and V_c over the behaviour's actions (V_c upper: pessimistic)
     beta1: float = 6.0  # inverse temperature of the (normalised) reward advantage
     beta2: float = 6.0  # inverse temperature of the (normalised) cost advantage
@@ -128,8 +131,8 @@ class PolicyConfig:
             raise ConfigError(f"policy.critics: expected auto or always, got {self.critics!r}")
         if self.adv_norm not in ("separate", "shared"):
             raise ConfigError(f"policy.adv_norm: expected separate or shared, got {self.adv_norm!r}")
-        if not 0 < self.expectile < 1 or self.discount_horizon < 1:
-            raise ConfigError("policy: need 0 < expectile < 1 and discount_horizon >= 1")
+        if not 0 < self.expectile < 1 or self.discount_horizon < 1 or not (self.cost_horizon == 0 or self.cost_horizon >= 1):
+            raise ConfigError("policy: need 0 < expectile < 1, discount_horizon >= 1 and cost_horizon 0 or >= 1")
         if self.horizon < 0 or self.max_weight <= 1 or self.bc_steps < 0 or self.samples < 1 or self.branch_steps < 1 \
                 or self.branch_states < 1:
             raise ConfigError("policy: need horizon >= 0, max_weight > 1, bc_steps >= 0, samples >= 1, branch_steps >= 1 "
@@ -140,6 +143,11 @@ class PolicyConfig:
     @property
     def gamma(self) -> float:
         return 1.0 - 1.0 / self.discount_horizon
+
+    @property
+    def cost_gamma(self) -> float:
+        """γ of the data's Monte-Carlo cost returns (A_c of the AWR weight)."""
+        return 1.0 - 1.0 / (self.cost_horizon or self.discount_horizon)
 
     @property
     def imagined_critics(self) -> bool:

@@ -20,11 +20,12 @@ __all__ = ["start_states", "DrivingAgent", "load_driver"]
 
 @torch.no_grad()
 def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk: int = 8,
-                 gamma: float = 0.99) -> dict[str, torch.Tensor]:
+                 gamma: float = 0.99, cost_gamma: float | None = None) -> dict[str, torch.Tensor]:
     """Posterior states (M, ...) of every step of the given episodes, with the dataset transition
     that left each one: `action`, `reward`, `cost`, `done` (the episode terminated there),
     `has_next` (False on an episode's last state), `next` (index of the following state), and
-    the Monte-Carlo discounted returns `return_reward`/`return_cost` (for the critics' scales).
+    the Monte-Carlo discounted returns `return_reward` (γ = `gamma`) and `return_cost`
+    (γ = `cost_gamma`, `gamma` if None).
 
     The world model is frozen while the policy learns, so these are computed once per run
     instead of re-encoding frames at every update (the encoder is most of the cost on a CPU).
@@ -63,7 +64,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
             out["has_next"].append(torch.arange(T + 1) < T)
             out["next"].append(base + torch.clamp(torch.arange(T + 1) + 1, max=T))
             out["return_reward"].append(torch.as_tensor(pad(discounted_returns(e.reward, e.terminated, gamma))).float())
-            out["return_cost"].append(torch.as_tensor(pad(discounted_returns(e.cost, e.terminated, gamma))).float())
+            out["return_cost"].append(torch.as_tensor(pad(discounted_returns(e.cost, e.terminated, cost_gamma or gamma))).float())
             base += T + 1
     return {k: torch.cat(v) for k, v in out.items()}
 
