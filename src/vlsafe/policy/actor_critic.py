@@ -85,7 +85,7 @@ class PolicyConfig:
     # what V_b, the AWR baseline of the data's returns, sees: h_t, z_t ("feat") or z_t ("stoch").
     # h_t reveals which driver is driving (its speed and actions so far), so V_b(h, z) predicts a
     # reckless driver's lower return and its actions' advantage comes out ≈ 0
-    value_input: str = "feat"
+    value_input: str = "stoch"
     adv_norm: str = "separate"  # A_r and A_c each on its own scale ("separate") or the earlier "shared" scaling
     horizon: int = 5  # imagined steps under the actor; the actor and critics learn on those states too
     discount_horizon: float = 100.0  # γ = 1 - 1/discount_horizon

@@ -89,8 +89,8 @@ def load_policy(run: str | Path, device: str = "cpu") -> tuple[Policy, dict[str,
         raise CheckpointError(f"{run}: no config.json/checkpoint.json (is this a train-policy run folder?)")
     conf = read_json(run / "config.json", "a train-policy run's config", ("identity", "task"))
     try:
-        # runs saved before `actor_input` existed had actors on all of h_t, z_t
-        fields = {"actor_input": "feat", **conf["identity"]["policy"]}
+        # runs saved before `actor_input`/`value_input` existed read all of h_t, z_t
+        fields = {"actor_input": "feat", "value_input": "feat", **conf["identity"]["policy"]}
         policy = Policy(from_dict(WorldModelConfig, conf["identity"]["world_model"]["model"]),
                         from_dict(PolicyConfig, fields)).to(device)
     except (KeyError, TypeError):
