@@ -25,7 +25,8 @@ One update (`ImaginationLearner.update`), top to bottom:
    imagined states with the imagined critics' A of step 4; `both` sums the two. On four-lane's
    development seeds the imagined critics' ranking made the policy crash more (README), hence
    the default. π̂_b is fitted for the first `bc_steps` updates, then frozen; the actor starts
-   as its copy.
+   as its copy. π̂_b, the actor and V_b read the stochastic latent z_t, not the GRU state h_t
+   (`actor_input`, `value_input`): h_t holds the previous action and which driver is driving.
 
 `safety` says where p(s) comes from, and is what separates the methods sharing this code:
 
@@ -37,10 +38,10 @@ One update (`ImaginationLearner.update`), top to bottom:
 | `fosp`            | 1 − V_h(s), a reachability critic of ĉ   | off        |
 | `bc`              | β1 = β2 = 0: π* = π̂_b (behaviour cloning) | off        |
 
-Ablation switches (one each): `anchor=self` (π* ∝ π_actor·w, the earlier extraction that drifts
-away from the data), `in_sample=false` (critics from imagined branches only), `branch_steps=1`
-(one-step branches), `adv_norm=shared`
-(the earlier scaling: batch-centred, both divided by a return spread floored at 1).
+Ablation switches (one each): `actor_input=feat` and `value_input=feat` (h_t, z_t),
+`anchor=self` (π* ∝ π_actor·w, the earlier extraction that drifts away from the data),
+`in_sample=false` (critics from imagined branches only), `branch_steps=1` (one-step branches),
+`adv_norm=shared` (the earlier scaling: batch-centred, both divided by a return spread floored at 1).
 """
 
 from __future__ import annotations
