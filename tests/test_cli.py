@@ -1,6 +1,7 @@
 """One smoke run per CLI entry point, on real simulators and real files."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -114,3 +115,14 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
     assert "demo done" in r.stdout and "label quality" in r.stdout
     for path in ("four-lane@highway/episode0.gif", "dataset/manifest.json", "wm/eval.json", "policy/eval/eval.json"):
         assert (out / path).exists(), path
+    # a demo policy folder of an earlier config (an upgrade changed a default): replaced, not refused
+    shutil.rmtree(out / "policy")
+    r = vlsafe("train-policy", str(out / "wm"), "--out", str(out / "policy"), "--steps", "4",
+               "--set", "starts=64", "--set", "eval_every=0", "--set", "policy.beta1=5")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = vlsafe("demo", "--out", str(out), "--backends", "highway", "--wm-steps", "3", "--policy-steps", "4",
+               "--eval-episodes", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "a demo run of an earlier config; starting it again" in r.stdout
+    assert json.loads((out / "policy" / "config.json").read_text())["identity"]["policy"]["beta1"] == 6.0
+    assert (out / "policy" / "eval" / "eval.json").exists()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from vlsafe.config import ConfigError, to_dict
 from vlsafe.runlog import dumps
@@ -100,6 +102,21 @@ def _cmd_drive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_stage(folder: Path, stage: Callable[[], int]) -> int:
+    """Run a demo training stage; a folder the demo wrote with an earlier config (after an
+    upgrade changed a default) is the demo's own output: replaced, and said so, not refused."""
+    from vlsafe.training.checkpoint import CheckpointError
+
+    try:
+        return stage()
+    except CheckpointError as err:
+        if "holds a run with another config" not in str(err):
+            raise
+        print(f"{folder}: a demo run of an earlier config; starting it again", flush=True)
+        shutil.rmtree(folder)
+        return stage()
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vlsafe.envs.tasks import TASKS
     from vlsafe.evaluation.metrics import format_table
@@ -131,15 +148,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     print(f"\n[4/5] train-wm: the xs world model for {args.wm_steps} steps, then held-out evaluation", flush=True)
     run = out / "wm"
-    _cmd_train_wm(argparse.Namespace(data=str(store.root), preset="xs", steps=args.wm_steps, out=str(run), device="cpu",
-                                     eval=True, set=["batch_size=8", "seq_len=32", "log_every=20"]))
+    _demo_stage(run, lambda: _cmd_train_wm(argparse.Namespace(
+        data=str(store.root), preset="xs", steps=args.wm_steps, out=str(run), device="cpu", eval=True,
+        set=["batch_size=8", "seq_len=32", "log_every=20"])))
     print(f"\n[5/5] train-policy: VL-SAFE for {args.policy_steps} updates (the first half fit π̂_b), then "
           f"{args.eval_episodes} episodes in the simulator", flush=True)
     policy = out / "policy"
-    _cmd_train_policy(argparse.Namespace(world_model=str(run), method="vl-safe", steps=args.policy_steps, seed=None,
-                                         out=str(policy), device="cpu",
-                                         set=["starts=64", "log_every=20", "eval_every=0",
-                                              f"policy.bc_steps={args.policy_steps // 2}"]))
+    _demo_stage(policy, lambda: _cmd_train_policy(argparse.Namespace(
+        world_model=str(run), method="vl-safe", steps=args.policy_steps, seed=None, out=str(policy), device="cpu",
+        set=["starts=64", "log_every=20", "eval_every=0", f"policy.bc_steps={args.policy_steps // 2}"])))
     _cmd_eval(argparse.Namespace(runs=[str(policy)], episodes=args.eval_episodes, seed_start=700, task=None, backend=None,
                                  variant="", out=str(policy / "eval"), no_videos=False, device="cpu", actor="policy",
                                  sampled=False, cost_threshold=10.0, threads=1))
