@@ -36,6 +36,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     out: dict[str, list] = {k: [] for k in ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "next",
                                             "return_reward", "return_cost")}
     base = 0
+    g_cost = gamma if cost_gamma is None else cost_gamma
     for i in range(0, len(seeds), chunk):
         eps = [store.read(s) for s in seeds[i:i + chunk]]
         L = max(e.steps for e in eps) + 1
@@ -64,7 +65,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
             out["has_next"].append(torch.arange(T + 1) < T)
             out["next"].append(base + torch.clamp(torch.arange(T + 1) + 1, max=T))
             out["return_reward"].append(torch.as_tensor(pad(discounted_returns(e.reward, e.terminated, gamma))).float())
-            out["return_cost"].append(torch.as_tensor(pad(discounted_returns(e.cost, e.terminated, cost_gamma or gamma))).float())
+            out["return_cost"].append(torch.as_tensor(pad(discounted_returns(e.cost, e.terminated, g_cost))).float())
             base += T + 1
     return {k: torch.cat(v) for k, v in out.items()}
 
