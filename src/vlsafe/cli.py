@@ -105,13 +105,11 @@ def _cmd_drive(args: argparse.Namespace) -> int:
 def _demo_stage(folder: Path, stage: Callable[[], int]) -> int:
     """Run a demo training stage; a folder the demo wrote with an earlier config (after an
     upgrade changed a default) is the demo's own output: replaced, and said so, not refused."""
-    from vlsafe.training.checkpoint import CheckpointError
+    from vlsafe.training.checkpoint import RunMismatchError
 
     try:
         return stage()
-    except CheckpointError as err:
-        if "holds a run with another config" not in str(err):
-            raise
+    except RunMismatchError:
         print(f"{folder}: a demo run of an earlier config; starting it again", flush=True)
         shutil.rmtree(folder)
         return stage()

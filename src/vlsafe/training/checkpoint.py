@@ -28,13 +28,17 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 __all__ = ["save_checkpoint", "load_checkpoint", "resume_checkpoint", "read_checkpoint_meta", "CheckpointError",
-           "NonFiniteError"]
+           "RunMismatchError", "NonFiniteError"]
 
 WEIGHTS, SIDECAR = "checkpoint.safetensors", "checkpoint.json"
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete, torn, not a checkpoint, or was made with another config."""
+
+
+class RunMismatchError(CheckpointError):
+    """The folder holds a run made with another config or inputs (`resume_checkpoint` refuses it)."""
 
 
 class NonFiniteError(ValueError):
@@ -196,6 +200,6 @@ def resume_checkpoint(folder: Path, identity: dict[str, Any], model: torch.nn.Mo
     old = read_checkpoint_meta(folder, repair=True).get("identity", {})
     if old != identity:
         diff = [k for k in identity if old.get(k) != identity[k]]
-        raise CheckpointError(f"{folder}: holds a run with another config or {inputs} (differs in {', '.join(diff)}); "
+        raise RunMismatchError(f"{folder}: holds a run with another config or {inputs} (differs in {', '.join(diff)}); "
                               f"use another --out")
     return load_checkpoint(folder, model, optimizer, device, repair=True)
