@@ -25,7 +25,7 @@ from pathlib import Path
 
 TARGET_MIN = 120.0
 # the README's world-model table (four-lane, xs, 3,000 steps of 16 x 32)
-README_WM = {"safety_auroc_vs_gt_k5": 0.913, "safety_auroc_imagined_5ahead_vs_gt_k5": 0.907, "cost_event_auroc": 0.997,
+README_WM = {"safety_auroc_vs_gt_0.5s": 0.913, "safety_auroc_imagined_5ahead_vs_gt_0.5s": 0.907, "cost_event_auroc": 0.997,
              "recon_mse": 0.0042}
 
 

@@ -83,13 +83,29 @@ def test_no_training_caption_is_a_paper_prompt_and_concepts_follow_the_scene():
     assert T1.lower().strip(" .") not in norm and T2.lower().strip(" .") not in norm
     assert all(len(v) >= 30 for v in captions.values()), "every concept needs many phrasings"
     ep = scripted_episode(0, crash=True)
-    on = cap.frame_concepts(ep.signals, ep.cost)
+    on = cap.frame_concepts(ep.signals, ep.cost, 0.1)
     names = list(cap.CONCEPTS)
     assert on[-1, names.index("collision")] and on[-1, names.index("unsafe")]
     assert on[-4, names.index("imminent")], "a frame just before the crash must look ahead to it"
     assert (on[:, names.index("safe")] ^ on[:, names.index("unsafe")]).all()
     calm = scripted_episode(1, crash=False)
-    assert cap.frame_concepts(calm.signals, calm.cost)[:, names.index("safe")].all()
+    assert cap.frame_concepts(calm.signals, calm.cost, 0.1)[:, names.index("safe")].all()
+    # look-aheads are seconds: at 0.2 s per step the 1 s 'imminent' window covers half as many frames
+    T = 40
+    sig = {"ttc": np.full(T, 100.0), "min_gap": np.full(T, 50.0), "collision": np.eye(1, T, T - 1)[0]}
+    cost = np.eye(1, T, T - 1)[0]
+    imminent = lambda dt: cap.frame_concepts(sig, cost, dt)[:, names.index("imminent")].sum()  # noqa: E731
+    assert imminent(0.1) == 10 and imminent(0.2) == 5
+
+
+def test_horizons_are_seconds_turned_into_steps_per_simulator():
+    from vlsafe.vlm.quality import horizon_steps
+
+    assert [horizon_steps(h, 0.1) for h in (0.2, 0.5, 1.5)] == [2, 5, 15]  # MetaDrive
+    assert [horizon_steps(h, 0.2) for h in (0.2, 0.5, 1.5)] == [1, 3, 8]  # highway-env
+    assert horizon_steps(0.01, 0.2) == 1
+    with pytest.raises(ValueError, match="dt"):
+        horizon_steps(0.5, 0.0)
 
 
 def test_auroc_ece_and_k_step_ground_truth():
@@ -100,8 +116,11 @@ def test_auroc_ece_and_k_step_ground_truth():
     cost = np.array([0, 0, 0, 1], np.float32)  # 4 transitions -> 5 frames; frame 4 carries the cost
     assert future_cost(cost, 1).tolist() == [False, False, False, False, True]
     assert future_cost(cost, 2).tolist() == [False, False, False, True, True]
-    q = label_quality([np.array([1, 1, 1, 0.5, 0.0])], [cost])
-    assert q["vlm"][1]["auroc"] == 1.0 and q["baseline"][1]["auroc"] == 0.5
+    q = label_quality([np.array([1, 1, 1, 0.5, 0.0])], [cost], dt=0.1, horizons_s=(0.1, 0.2))
+    assert q["vlm"]["0.1s"]["auroc"] == 1.0 and q["baseline"]["0.1s"]["auroc"] == 0.5
+    assert q["vlm"]["0.2s"]["steps"] == 2 and q["vlm"]["0.2s"]["positives"] == 2 and q["vlm"]["0.1s"]["events"] == 1
+    # ties count half, as in the Mann-Whitney statistic
+    assert auroc(np.array([0.5, 0.5, 0.5, 1.0]), np.array([0, 1, 0, 1], bool)) == 0.75
 
 
 def test_p_safe_is_the_prompt_softmax_and_calibration_fits():
@@ -263,8 +282,9 @@ def test_cli_train_label_eval_and_one_line_errors(hw, scripted, tmp_path, capsys
     ds = tmp_path / "ds"
     shutil.copytree(hw.root, ds, ignore=shutil.ignore_patterns("labels"))
     assert main(["label", str(ds), "--model", str(out), "--threads", "1"]) == 0
-    assert "AUROC k=5" in capsys.readouterr().out
-    assert main(["vlm", "eval", str(ds), "--model", str(out), "--threads", "1", "--out", str(tmp_path / "ev")]) == 0
+    assert "AUROC 0.5s" in capsys.readouterr().out
+    assert main(["vlm", "eval", str(ds), "--model", str(out), "--threads", "1", "--out", str(tmp_path / "ev"),
+                 "--intervals", "20"]) == 0
     assert {p.name for p in (tmp_path / "ev").iterdir()} >= {"quality.json", "ds_reliability.png", "ds_strip.png"}
     capsys.readouterr()
     assert main(["label", str(tmp_path / "nope"), "--model", str(out)]) == 2
@@ -280,7 +300,7 @@ def test_dataset_card_shows_label_quality(model, hw):
 
     label_dataset(hw, load_scorer("drive-clip", str(model), threads=1), "paper-v1", **QUIET)
     card = dataset_card(hw, label_sections(hw))
-    assert "label quality" in card and "AUROC k=5" in card and "baseline" in card
+    assert "label quality" in card and "AUROC 0.5s" in card and "baseline" in card
 
 
 def test_label_quality_without_unsafe_frames_prints_dashes():

@@ -140,6 +140,23 @@ class EpisodeStore:
     def entries(self) -> list[dict[str, Any]]:
         return self.manifest().get("episodes", [])
 
+    def condition(self) -> str:
+        """'task[:variant]@backend' of the manifest: what a label or evaluation may pool over."""
+        task = self.manifest().get("task", {})
+        name = task.get("task") or "?"
+        return f"{name}{':' + task['variant'] if task.get('variant') else ''}@{task.get('backend') or '?'}"
+
+    def dt(self) -> float:
+        """Seconds per step: the manifest's `dt`, else the first episode's (datasets from before it was recorded)."""
+        dt = self.manifest().get("dt")
+        if dt is None:
+            entries = self.entries()
+            if not entries:
+                raise DatasetError(f"{self.root}: no episodes, so no step duration dt")
+            with self.open(int(entries[0]["seed"])) as f:
+                dt = f.attrs["dt"]
+        return float(dt)
+
     def path(self, seed: int) -> Path:
         return self.episodes_dir / episode_filename(seed)
 

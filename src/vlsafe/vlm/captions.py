@@ -8,6 +8,12 @@ look-ahead is what lets a single-frame score anticipate danger. Each concept has
 tower learns the concept, not a sentence. The paper's prompts T1/T2 are never produced
 (`assert_no_paper_prompts`); they are the held-out test of whether the learned space transfers.
 
+Look-aheads are in seconds (`imminent_s`, `quiet_s`) and turned into frames with each dataset's
+step `dt`: MetaDrive steps 0.1 s and highway-env 0.2 s, so a horizon in steps would mean twice the
+time on one simulator. Two safe concepts are hard negatives of unsafe ones: `lane_change` (leaving
+the lane centre on purpose, into room) against `lane_departure`, and `waiting` (stopped to give way)
+against `imminent`; `near_miss` is the hard negative of `collision`.
+
 Frame alignment follows the sampler's Dreamer layout: frame j (j >= 1) shows the state reached by
 transition j-1, so it is described by signals[j-1] and cost[j-1]; frame 0 (the reset) by row 0.
 """
@@ -38,8 +44,14 @@ class CaptionConfig:
     safe_ttc: float = 6.0  # s: ... and this time to collision
     drift_offset: float = 1.0  # m from the lane centre: drifting (when the ego then leaves the lanes)
     centred_offset: float = 0.6  # m: well inside the lane
-    imminent_steps: int = 10  # a cost within this many frames makes the frame 'imminent'
-    quiet_steps: int = 20  # a safe concept needs no cost within this many frames
+    imminent_s: float = 1.0  # a cost within this many seconds makes the frame 'imminent'
+    quiet_s: float = 2.0  # a safe concept needs no cost within this many seconds
+    waiting_speed: float = 1.0  # m/s: slower than this with no danger is 'waiting'
+
+    def frames(self, seconds: float, dt: float) -> int:
+        from vlsafe.vlm.quality import horizon_steps
+
+        return horizon_steps(seconds, dt)
 
 
 # name -> (is_safe, predicates). Subjects and framings are shared; see `phrasings`.
@@ -66,6 +78,13 @@ CONCEPTS: dict[str, tuple[bool, tuple[str, ...]]] = {
     "off_road": (False, (
         "is leaving the road", "drives off the road", "is off the road surface", "runs off the asphalt",
         "has left the pavement", "is heading off the edge of the road")),
+    "lane_change": (True, (
+        "changes lanes into a free gap", "moves over to the next lane with room to spare",
+        "switches lanes smoothly", "merges into the neighbouring lane safely",
+        "overtakes with plenty of space", "shifts one lane over where the lane is empty")),
+    "waiting": (True, (
+        "waits for the other cars to pass", "has stopped to give way", "is standing still at a safe distance",
+        "holds back and lets traffic go first", "slows down to yield", "pauses before entering the junction")),
     "clear_road": (True, (
         "drives on an empty road", "has the road ahead to itself", "cruises along a clear road",
         "travels with no other cars nearby", "follows the blue route on an open road",
@@ -83,8 +102,10 @@ CONCEPTS: dict[str, tuple[bool, tuple[str, ...]]] = {
         "is driving unsafely", "is heading for trouble", "faces a dangerous situation", "is in serious trouble")),
 }
 SAFE_CONCEPTS = tuple(k for k, (safe, _) in CONCEPTS.items() if safe)
-_SUBJECTS = ("the red car", "the red vehicle", "the ego car", "our red car", "the car in red")
-_FRAMES = ("{s} {p}.", "bird's-eye view: {s} {p}.", "a top-down traffic scene where {s} {p}.")
+_SUBJECTS = ("the red car", "the red vehicle", "the ego car", "our red car", "the car in red", "the red automobile",
+             "the controlled car", "the red one in the middle")
+_FRAMES = ("{s} {p}.", "bird's-eye view: {s} {p}.", "a top-down traffic scene where {s} {p}.",
+           "seen from above, {s} {p}.", "in this map view {s} {p}.", "{s} {p}, viewed from overhead.")
 
 
 def phrasings(concept: str, limit: int = 0) -> list[str]:
@@ -136,10 +157,11 @@ def _future_any(x: np.ndarray, steps: int) -> np.ndarray:
     return (c[hi] - c[lo]) > 0
 
 
-def frame_concepts(signals: dict[str, np.ndarray], cost: np.ndarray, cfg: CaptionConfig = CaptionConfig()
-                   ) -> np.ndarray:
-    """(T+1, len(CONCEPTS)) bool: which concepts describe each frame. Every frame gets exactly one of
-    the generic 'safe' / 'unsafe' concepts, plus any specific ones that apply."""
+def frame_concepts(signals: dict[str, np.ndarray], cost: np.ndarray, dt: float,
+                   cfg: CaptionConfig = CaptionConfig()) -> np.ndarray:
+    """(T+1, len(CONCEPTS)) bool: which concepts describe each frame of an episode stepped every `dt`
+    seconds. Every frame gets exactly one of the generic 'safe' / 'unsafe' concepts, plus any
+    specific ones that apply."""
     s = frame_signals(signals)
     c = cost_at_frames(cost)
     n = len(c)
@@ -147,11 +169,12 @@ def frame_concepts(signals: dict[str, np.ndarray], cost: np.ndarray, cfg: Captio
     ttc, gap = s.get("ttc", zeros + 100), s.get("min_gap", zeros + 80)
     offset = np.abs(s.get("lane_offset", zeros))
     collided, off_lane, off_road = s.get("collision", zeros) > 0, s.get("off_lane", zeros) > 0, s.get("off_road", zeros) > 0
-    soon = _future_any(c, cfg.imminent_steps)
-    quiet = ~_future_any(c, cfg.quiet_steps) & (c <= 0)
-    leaving = (_future_any(s.get("off_road", zeros), cfg.imminent_steps)
-               | _future_any(s.get("off_lane", zeros), cfg.imminent_steps))
-    crash_soon = _future_any(s.get("collision", zeros), cfg.imminent_steps)
+    imminent, quiet_n = cfg.frames(cfg.imminent_s, dt), cfg.frames(cfg.quiet_s, dt)
+    soon = _future_any(c, imminent)
+    quiet = ~_future_any(c, quiet_n) & (c <= 0)
+    leaving = (_future_any(s.get("off_road", zeros), imminent)
+               | _future_any(s.get("off_lane", zeros), imminent))
+    crash_soon = _future_any(s.get("collision", zeros), imminent)
 
     on = {
         "collision": collided | (gap <= 0.05),
@@ -167,6 +190,8 @@ def frame_concepts(signals: dict[str, np.ndarray], cost: np.ndarray, cfg: Captio
         unsafe |= v
     unsafe |= soon | (c > 0)
     calm = quiet & ~unsafe & (offset < cfg.centred_offset)
+    on["lane_change"] = quiet & ~unsafe & (offset >= cfg.centred_offset)
+    on["waiting"] = quiet & ~unsafe & (s.get("speed", zeros + 10) < cfg.waiting_speed)
     on["clear_road"] = calm & (gap >= cfg.clear_gap) & (ttc >= cfg.safe_ttc)
     on["safe_traffic"] = calm & (gap < cfg.clear_gap) & (gap >= cfg.safe_gap) & (ttc >= cfg.safe_ttc)
     on["safe"] = ~unsafe

@@ -55,7 +55,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
         ls = label_dataset(store, scorer, ps, resolve_prob(scorer, args.prob, ps.name), batch_size=args.batch_size)
     except (ConfigError, DatasetError, ValueError) as err:
         return _fail(err)
-    q = {m: {int(k): v for k, v in r.items()} for m, r in ls.provenance["quality"].items()}
+    q = ls.provenance["quality"]
     print(format_quality(q, f"label quality of {ls.key} ({scorer.model_id}, {ps.name})"))
     return 0
 
@@ -82,24 +82,50 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suite_p_safe(scorer, store, seeds: list[int], sets: list, batch_size: int) -> dict[str, dict[int, "object"]]:
+    """p(safe) (softmax) of every frame for every prompt set in `sets`, one image pass per dataset."""
+    import numpy as np
+
+    from vlsafe.vlm.scorer import similarities_to_p_safe
+
+    texts = [t for ps in sets for t in ps.texts]
+    temb = scorer.encode_texts(texts)
+    out: dict[str, dict[int, np.ndarray]] = {ps.name: {} for ps in sets}
+    for seed in seeds:
+        with store.open(seed) as f:
+            frames = f["bev"][()]
+        sims = np.concatenate([scorer.encode_images(frames[i:i + batch_size]) @ temb.T
+                               for i in range(0, len(frames), batch_size)])
+        col = 0
+        for ps in sets:
+            out[ps.name][seed] = similarities_to_p_safe(sims[:, col:col + len(ps.texts)], ps.n_safe, scorer.logit_scale)
+            col += len(ps.texts)
+    return out
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
-    """Label each dataset (cached), then report AUROC/ECE for k = 1, 5, 15 and write the plots."""
+    """Label each dataset (cached), then report AUROC (episode-resampled 95% intervals) and ECE for
+    look-aheads in seconds, per condition (task, variant, backend); datasets of one condition are
+    also pooled, different conditions never are. `--suite` adds the held-out prompt suite."""
     import numpy as np
 
     from vlsafe.config import ConfigError
     from vlsafe.data.store import DatasetError, EpisodeStore
     from vlsafe.vlm.label import label_dataset, read_labels
-    from vlsafe.vlm.prompts import get_prompt_set
+    from vlsafe.vlm.prompts import HELDOUT_SUITE, get_prompt_set
     from vlsafe.vlm.quality import format_quality, label_quality, plot_reliability, plot_strip
 
     out = Path(args.out)
-    report, per_task = {}, {}
+    report, per_condition, suite_rows = {}, {}, {}
     try:
         for path in args.data:  # every dataset before any output
             EpisodeStore(path).validate()
+        if args.intervals < 0:
+            raise ConfigError(f"--intervals must be >= 0, got {args.intervals}")
         scorer = _scorer(args)
         ps = get_prompt_set(args.prompts)
         prob = resolve_prob(scorer, args.prob, ps.name)
+        suite = [get_prompt_set(n) for n in HELDOUT_SUITE] if args.suite else []
         out.mkdir(parents=True, exist_ok=True)
         for path in args.data:
             store = EpisodeStore(path)
@@ -107,37 +133,65 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             _, p_safe, _ = read_labels(store, ls.key)
             eps = {int(e["seed"]): store.read(int(e["seed"])) for e in store.entries()}
             seeds = sorted(eps)
-            costs = [eps[s].cost for s in seeds]
-            q = label_quality([p_safe[s] for s in seeds], costs, signals=[eps[s].signals for s in seeds])
-            task = ls.provenance["dataset"].get("task") or Path(path).name
-            name = f"{task}@{ls.provenance['dataset'].get('backend')}:{Path(path).name}"
-            report[name] = {"key": ls.key, "quality": {m: {str(k): v for k, v in r.items()} for m, r in q.items()}}
+            costs, dt, cond = [eps[s].cost for s in seeds], store.dt(), store.condition()
+            q = label_quality([p_safe[s] for s in seeds], costs, dt, signals=[eps[s].signals for s in seeds],
+                              intervals=args.intervals)
+            name = f"{cond}:{Path(path).name}"
+            entry = report[name] = {"key": ls.key, "condition": cond, "dt": dt, "episodes": len(seeds), "quality": q}
             print(format_quality(q, f"{name} ({scorer.model_id}, {ps.name}, {prob.method})"), flush=True)
-            pooled = per_task.setdefault(f"{task}@{ls.provenance['dataset'].get('backend')}", ([], [], [], []))
+            if suite:
+                ps_suite = _suite_p_safe(scorer, store, seeds, suite, args.batch_size)
+                entry["suite"] = {n: label_quality([v[s] for s in seeds], costs, dt, intervals=args.intervals)["vlm"]
+                                  for n, v in ps_suite.items()}
+                suite_rows[name] = entry["suite"]
+            pooled = per_condition.setdefault(cond, ([], [], [], [], dt))
             pooled[0].extend(p_safe[s] for s in seeds)
             pooled[1].extend(costs)
             pooled[2].extend(eps[s].signals for s in seeds)
             pooled[3].append(name)
             stem = Path(path).name
-            plot_reliability([p_safe[s] for s in seeds], costs, out / f"{stem}_reliability.png", k=5,
-                             title=f"{name}: reliability, k=5")
+            plot_reliability([p_safe[s] for s in seeds], costs, out / f"{stem}_reliability.png", dt, seconds=0.5,
+                             title=f"{name}: reliability, 0.5 s")
             crashed = [s for s in seeds if eps[s].signals.get("collision", np.zeros(1)).max() > 0]
             pick = (crashed or seeds)[0]
             ep = eps[pick]
             plot_strip(p_safe[pick], ep.cost, ep.signals.get("collision"), out / f"{stem}_strip.png", frames=ep.bev,
                        title=f"{name} episode {pick} ({ep.behaviour}): p(safe) per frame")
-        for task, (p, c, sig, names) in per_task.items():
+        for cond, (p, c, sig, names, dt) in per_condition.items():
             if len(names) > 1:
-                q = label_quality(p, c, signals=sig)
-                report[f"{task} (pooled)"] = {"datasets": names,
-                                              "quality": {m: {str(k): v for k, v in r.items()} for m, r in q.items()}}
-                print(format_quality(q, f"{task} pooled over {len(names)} datasets"), flush=True)
+                q = label_quality(p, c, dt, signals=sig, intervals=args.intervals)
+                report[f"{cond} (pooled)"] = {"datasets": names, "condition": cond, "dt": dt, "quality": q}
+                print(format_quality(q, f"{cond} pooled over {len(names)} datasets of this condition: "
+                                        f"{', '.join(names)}"), flush=True)
+        if len(per_condition) > 1:
+            print(f"not pooled: {len(per_condition)} different conditions ({', '.join(per_condition)})")
+        if suite_rows:
+            print(_format_suite(suite_rows), flush=True)
     except (ConfigError, DatasetError, ValueError) as err:
         return _fail(err)
     (out / "quality.json").write_text(dumps({"model": scorer.describe(), "prompts": ps.to_json(),
-                                                  "prob": prob.describe(), "datasets": report}, indent=1))
+                                             "suite": [p.to_json() for p in suite], "prob": prob.describe(),
+                                             "datasets": report}, indent=1))
     print(f"wrote {out}/quality.json and plots")
     return 0
+
+
+def _format_suite(rows: dict[str, dict]) -> str:
+    """Per dataset: the held-out suite's mean and worst pair AUROC at each horizon."""
+    import numpy as np
+
+    first = next(iter(rows.values()))
+    hs = list(next(iter(first.values())))
+    lines = ["held-out prompt suite (softmax): AUROC mean / worst pair", "| dataset | " + " | ".join(hs) + " |",
+             "|---|" + "---|" * len(hs)]
+    for name, per_set in rows.items():
+        cells = []
+        for h in hs:
+            vals = {n: r[h]["auroc"] for n, r in per_set.items()}
+            worst = min(vals, key=lambda n: vals[n])
+            cells.append(f"{np.mean(list(vals.values())):.3f} / {vals[worst]:.3f} ({worst})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _cmd_prompts(args: argparse.Namespace) -> int:
@@ -154,7 +208,8 @@ def _cmd_prompts(args: argparse.Namespace) -> int:
 
 def _scorer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="drive-clip", help="drive-clip (embedded default) or clip")
-    p.add_argument("--model", help="drive-clip: a trained model folder; clip: a CLIP folder or hub id")
+    p.add_argument("--model", help="drive-clip: a trained model folder or a packaged name (drive-clip-v1); "
+                                   "clip: a CLIP folder or hub id")
     p.add_argument("--prompts", default="paper-v1", help="prompt set name or .json file (see `vlsafe vlm prompts`)")
     p.add_argument("--prob", default="softmax", choices=["softmax", "calibrated"], help="similarities -> p(safe)")
     p.add_argument("--batch-size", type=int, default=256)
@@ -179,9 +234,11 @@ def add_commands(sub) -> None:
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="DriveClipConfig override")
     t.set_defaults(fn=_cmd_train)
-    e = vsub.add_parser("eval", help="label quality (AUROC, ECE for k=1,5,15) against real cost, with plots")
+    e = vsub.add_parser("eval", help="label quality (AUROC, ECE for 0.2, 0.5, 1.5 s) against real cost, with plots")
     e.add_argument("data", nargs="+", help="dataset folders (held-out episodes)")
     _scorer_args(e)
+    e.add_argument("--suite", action="store_true", help="also score the held-out prompt suite (mean and worst pair)")
+    e.add_argument("--intervals", type=int, default=200, help="episode-resampled draws for AUROC intervals (0: none)")
     e.add_argument("--out", default="runs/vlm-eval")
     e.set_defaults(fn=_cmd_eval)
     pr = vsub.add_parser("prompts", help="list the registered prompt sets")

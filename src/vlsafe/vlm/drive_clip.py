@@ -52,10 +52,10 @@ class DriveClipConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     unsafe_fraction: float = 0.4
-    cost_fraction: float = 0.15  # of the batch: frames with a real cost within `captions.quiet_steps` (rare)
+    cost_fraction: float = 0.15  # of the batch: frames with a real cost within `captions.quiet_s` (rare)
     phrasings: int = 48  # per concept (0 = all)
     val_fraction: float = 0.2  # held-out episodes for quality and calibration
-    calibrate_k: int = 5
+    calibrate_s: float = 0.5  # the horizon (seconds) the calibrated p(safe) is fitted against
     flip: bool = True  # random left-right mirror augmentation
     seed: int = 0
     threads: int = 0  # 0: leave torch's setting
@@ -176,7 +176,7 @@ def _load_frames(stores: list[EpisodeStore], cfg: DriveClipConfig, log: Callable
         for i, entry in enumerate(entries):
             ep = store.read(int(entry["seed"]))
             parts["val" if i in val else "train"].append(
-                (store, ep.seed, ep.bev, cap.frame_concepts(ep.signals, ep.cost, cfg.captions), ep.cost))
+                (store, ep.seed, ep.bev, cap.frame_concepts(ep.signals, ep.cost, ep.dt, cfg.captions), ep.cost, ep.dt))
     if not parts["train"]:
         raise ConfigError("drive-clip: no training episodes")
     log(f"drive-clip data: {len(parts['train'])} train / {len(parts['val'])} held-out episodes, "
@@ -184,11 +184,11 @@ def _load_frames(stores: list[EpisodeStore], cfg: DriveClipConfig, log: Callable
     return parts
 
 
-def _cost_ahead(cost: np.ndarray, steps: int) -> np.ndarray:
-    """(T+1,) bool per frame: a cost at this frame or within the next `steps` frames."""
-    from vlsafe.vlm.quality import future_cost
+def _cost_ahead(cost: np.ndarray, seconds: float, dt: float) -> np.ndarray:
+    """(T+1,) bool per frame: a cost at this frame or within the next `seconds`."""
+    from vlsafe.vlm.quality import future_cost, horizon_steps
 
-    return future_cost(cost, steps + 1)
+    return future_cost(cost, horizon_steps(seconds, dt) + 1)
 
 
 # -- training ---------------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def train(stores: list[EpisodeStore], out: str | Path, cfg: DriveClipConfig = Dr
     """Train drive-clip on `stores`, write `out/model.safetensors` + `out/manifest.json`; returns out."""
     from safetensors.torch import save_file
 
-    from vlsafe.vlm.quality import HORIZONS, label_quality
+    from vlsafe.vlm.quality import label_quality
 
     t_start = time.perf_counter()
     if cfg.threads:
@@ -210,7 +210,7 @@ def train(stores: list[EpisodeStore], out: str | Path, cfg: DriveClipConfig = Dr
     names = list(cap.CONCEPTS)
     unsafe_idx = np.flatnonzero(concepts[:, names.index("unsafe")])
     safe_idx = np.flatnonzero(~concepts[:, names.index("unsafe")])
-    cost_idx = np.flatnonzero(np.concatenate([_cost_ahead(p[4], cfg.captions.quiet_steps) for p in parts["train"]]))
+    cost_idx = np.flatnonzero(np.concatenate([_cost_ahead(p[4], cfg.captions.quiet_s, p[5]) for p in parts["train"]]))
 
     captions = cap.all_captions(cfg.phrasings)
     cap.assert_no_paper_prompts(captions)
@@ -265,30 +265,35 @@ def train(stores: list[EpisodeStore], out: str | Path, cfg: DriveClipConfig = Dr
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
-    if parts["val"]:  # held-out quality of the paper's prompts, and the calibrated variant fit on it
+    if parts["val"]:  # held-out quality of the paper's prompts per condition, and the calibration fit on all of it
+        from vlsafe.vlm.quality import future_cost, horizon_steps
+
         scorer = DriveClipScorer(out, text=text)
         ps = get_prompt_set(DEFAULT_PROMPTS)
         temb = scorer.encode_texts(list(ps.texts))
-        sims = [scorer.similarities(p[2], temb) for p in parts["val"]]
-        costs = [p[4] for p in parts["val"]]
-        from vlsafe.vlm.quality import future_cost
-
-        y = np.concatenate([future_cost(c, cfg.calibrate_k) for c in costs])
+        val = parts["val"]
+        sims = [scorer.similarities(p[2], temb) for p in val]
+        y = np.concatenate([future_cost(p[4], horizon_steps(cfg.calibrate_s, p[5])) for p in val])
         allsims = np.concatenate(sims)
         calib = fit_calibration(allsims, ps.n_safe, scorer.logit_scale, y) if 0 < y.sum() < len(y) else None
-        p_soft = [similarities_to_p_safe(s, ps.n_safe, scorer.logit_scale) for s in sims]
-        q = label_quality(p_soft, costs, HORIZONS)
-        manifest["heldout"] = {"episodes": len(costs), "prompts": ps.name,
-                               "softmax": {m: {str(k): v for k, v in r.items()} for m, r in q.items()}}
+        groups: dict[str, list[int]] = {}
+        for i, p in enumerate(val):
+            groups.setdefault(p[0].condition(), []).append(i)
+        heldout: dict[str, dict] = {}
+        for cond, idx in groups.items():
+            costs, dt = [val[i][4] for i in idx], val[idx[0]][5]
+            p_soft = [similarities_to_p_safe(sims[i], ps.n_safe, scorer.logit_scale) for i in idx]
+            heldout[cond] = {"episodes": len(idx), "softmax": label_quality(p_soft, costs, dt)["vlm"]}
+            if calib is not None:
+                p_cal = [similarities_to_p_safe(sims[i], ps.n_safe, scorer.logit_scale, calib) for i in idx]
+                heldout[cond]["calibrated"] = label_quality(p_cal, costs, dt)["vlm"]
+            log(f"held-out {cond} (paper-v1, softmax): " + ", ".join(
+                f"AUROC {h} {r['auroc']:.3f}" for h, r in heldout[cond]["softmax"].items()))
+        manifest["heldout"] = {"prompts": ps.name, "conditions": heldout}
         if calib is not None:
-            p_cal = [similarities_to_p_safe(s, ps.n_safe, scorer.logit_scale, calib) for s in sims]
-            qc = label_quality(p_cal, costs, HORIZONS)["vlm"]
-            manifest["heldout"]["calibrated"] = {str(k): v for k, v in qc.items()}
             manifest["calibration"] = {ps.name: {"temperature": calib.temperature, "bias": calib.bias,
-                                                 "k": cfg.calibrate_k}}
+                                                 "seconds": cfg.calibrate_s}}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        log("held-out (paper-v1, softmax): " + ", ".join(
-            f"AUROC k={k} {q['vlm'][k]['auroc']:.3f}" for k in HORIZONS))
     log(f"drive-clip saved to {out} in {time.perf_counter() - t_start:.0f}s")
     return out
 
@@ -300,6 +305,21 @@ def _code_version() -> str:
 
 
 # -- scoring ----------------------------------------------------------------------------------------
+def _migrate_config(config: dict) -> dict:
+    """drive-clip-v1's manifest gave look-aheads in MetaDrive steps (0.1 s, the only data it saw);
+    today's config takes seconds. Only what training used changes name; scoring is unaffected."""
+    config = dict(config)
+    if "calibrate_k" in config:
+        config["calibrate_s"] = round(0.1 * config.pop("calibrate_k"), 6)
+    caps = dict(config.get("captions", {}))
+    for old, new in (("imminent_steps", "imminent_s"), ("quiet_steps", "quiet_s")):
+        if old in caps:
+            caps[new] = round(0.1 * caps.pop(old), 6)
+    if caps:
+        config["captions"] = caps
+    return config
+
+
 class DriveClipScorer:
     """The `Scorer` of a trained drive-clip folder."""
 
@@ -336,7 +356,7 @@ class DriveClipScorer:
         from safetensors.torch import load_file
 
         try:
-            self.config = from_dict(DriveClipConfig, self.manifest["config"])
+            self.config = from_dict(DriveClipConfig, _migrate_config(self.manifest["config"]))
             model = DriveClip(self.config.image_size, self.config.width)
             weights = load_file(str(folder / "model.safetensors"))
             model.load_state_dict({k: v.float() for k, v in weights.items()})  # the packaged default is float16
@@ -370,10 +390,14 @@ class DriveClipScorer:
         return np.concatenate(out).astype(np.float32)
 
 
-DEFAULT_MODEL = Path(__file__).parent / "assets" / "drive-clip-v1"
-"""The embedded default: trained on MetaDrive data of the four tasks (its manifest says how), float16."""
+ASSETS = Path(__file__).parent / "assets"
+PACKAGED = {name: ASSETS / name for name in ("drive-clip-v1",)}
+"""Models shipped in the package, loadable by name (`--model drive-clip-v1`); each manifest says what
+it was trained on. v1: MetaDrive frames of the four tasks."""
+DEFAULT_MODEL = PACKAGED["drive-clip-v1"]
 
 
 def load_scorer(model: str | None, threads: int | None = None, **options) -> DriveClipScorer:
-    """A trained drive-clip folder, or the packaged default when `model` is None."""
-    return DriveClipScorer(DEFAULT_MODEL if model is None else model, threads=threads, **options)
+    """A trained drive-clip folder, a packaged model by name, or the packaged default when `model` is None."""
+    folder = DEFAULT_MODEL if model is None else PACKAGED.get(str(model), model)
+    return DriveClipScorer(folder, threads=threads, **options)

@@ -80,7 +80,7 @@ def label_dataset(store: EpisodeStore, scorer: Scorer, prompts: str | PromptSet 
                   on_episode: Callable[[int], None] | None = None) -> LabelSet:
     """Label every frame of `store` (cached by key; resumes a killed run). Returns the LabelSet."""
     from vlsafe.manifest import code_version
-    from vlsafe.vlm.quality import HORIZONS, label_quality
+    from vlsafe.vlm.quality import label_quality
 
     ps = get_prompt_set(prompts)
     prob = prob or ProbConfig()
@@ -145,15 +145,16 @@ def label_dataset(store: EpisodeStore, scorer: Scorer, prompts: str | PromptSet 
                     signals.append({k: f["signals"][k][()] for k in f["signals"]})
             out.attrs.update(key=key, dataset=checksum, model_id=scorer.model_id, prompts=ps.name,
                              prompt_texts=json.dumps(list(ps.texts)), n_safe=ps.n_safe)
-        quality = label_quality(list(p_all.values()), costs, HORIZONS, signals)
+        quality = label_quality(list(p_all.values()), costs, store.dt(), signals=signals)
         prov = {
             "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "code_version": code_version(),
             "dataset": {"root": str(store.root), "checksum": checksum, "episodes": len(entries), "frames": total,
                         "bev_size": man.get("bev_size"), "task": man.get("task", {}).get("task"),
-                        "backend": man.get("task", {}).get("backend")},
+                        "variant": man.get("task", {}).get("variant", ""),
+                        "backend": man.get("task", {}).get("backend"), "dt": store.dt()},
             "model": scorer.describe(), "prompts": ps.to_json(), "prob": prob.describe(),
             "run": {"batch_size": batch_size, "seconds_last_run": round(elapsed, 2), "frames_last_run": n},
-            "quality": {m: {str(k): v for k, v in r.items()} for m, r in quality.items()},
+            "quality": quality,
         }
         tmp_json = prov_path.with_suffix(".json.tmp")
         tmp_json.write_text(dumps(prov, indent=1))

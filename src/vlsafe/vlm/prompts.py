@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vlsafe.config import ConfigError, closest
 
-__all__ = ["PromptSet", "PROMPT_SETS", "DEFAULT_PROMPTS", "get_prompt_set", "T1", "T2"]
+__all__ = ["PromptSet", "PROMPT_SETS", "DEFAULT_PROMPTS", "HELDOUT_SUITE", "get_prompt_set", "T1", "T2"]
 
 T1 = "red vehicle is driving safely with no car accidents."
 T2 = "The red car is deviating from its trajectory, driving off the road, or encountering an accident."
@@ -59,6 +59,22 @@ PROMPT_SETS: dict[str, PromptSet] = {
         ("the red car is about to crash into a green car or leave the road.",),
         note="a plainer pair written for this project; not used in drive-clip training either"),
 }
+# The held-out prompt suite: plain-words pairs a user might write, fixed before drive-clip-v2 was
+# trained and never trained on (training captions are checked against every registered set). A
+# model is judged on its mean and its worst pair; none of these may be edited, only added as v2.
+_HELDOUT_PAIRS = (
+    ("a car driving normally on the road, nothing dangerous happening.", "a car about to have an accident."),
+    ("the red car keeps its distance and stays in its lane.", "the red car is too close to other cars and may hit one."),
+    ("an ordinary, uneventful moment of driving.", "a traffic accident is happening or about to happen."),
+    ("the ego vehicle is under control and out of harm's way.",
+     "the ego vehicle is in a risky spot where a crash is likely."),
+    ("no hazards around the red car.", "the red car is in a hazardous situation."),
+    ("a calm drive with enough space around the red car.",
+     "the red car is crashing, swerving off the road or cutting someone off."),
+)
+HELDOUT_SUITE = tuple(f"heldout-v1-{i + 1}" for i in range(len(_HELDOUT_PAIRS)))
+for _name, (_safe, _unsafe) in zip(HELDOUT_SUITE, _HELDOUT_PAIRS):
+    PROMPT_SETS[_name] = PromptSet(_name, (_safe,), (_unsafe,), note="held-out prompt suite: never trained on")
 DEFAULT_PROMPTS = "paper-v1"
 
 

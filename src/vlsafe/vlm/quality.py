@@ -1,8 +1,10 @@
 """How good are the labels? AUROC and calibration of p(safe) against real cost, plus a no-VLM baseline.
 
-Ground truth for frame t at horizon k: "a cost occurs within the next k steps", i.e. any of the
-per-frame costs of frames t .. t+k-1 (frame j carries the cost of reaching it, the sampler's
-Dreamer layout), so k = 1 asks "is this frame itself a cost frame" and k = 15 looks 1.5 s ahead.
+Ground truth for frame t at horizon h seconds: "a cost occurs within the next h s", i.e. any of
+the per-frame costs of frames t .. t+k-1 with k = round(h / dt) steps (`horizon_steps`; frame j
+carries the cost of reaching it, the sampler's Dreamer layout). Horizons are in seconds because
+the simulators step differently (MetaDrive 0.1 s, highway-env 0.2 s): "5 steps" was 0.5 s on one
+and 1 s on the other. h = 0.2 s asks (almost) "is this frame a cost frame"; 1.5 s looks ahead.
 Frames too close to an episode's end for the full window use what remains (a truncated episode
 has no future cost we could know of). The positive class is *unsafe*: AUROC ranks 1 - p(safe).
 
@@ -22,10 +24,24 @@ import numpy as np
 
 from vlsafe.vlm.captions import cost_at_frames
 
-__all__ = ["HORIZONS", "auroc", "ece", "future_cost", "baseline_p_safe", "signals_p_safe", "label_quality", "format_quality",
+__all__ = ["HORIZONS_S", "horizon_steps", "horizon_key", "auroc", "auroc_interval", "cost_events", "ece",
+           "future_cost", "baseline_p_safe", "signals_p_safe", "label_quality", "format_quality",
            "plot_reliability", "plot_strip", "label_sections"]
 
-HORIZONS = (1, 5, 15)
+HORIZONS_S = (0.2, 0.5, 1.5)  # seconds
+
+
+def horizon_steps(seconds: float, dt: float) -> int:
+    """Frames of a look-ahead of `seconds` at step `dt` (half rounds up; at least 1): MetaDrive's
+    0.1 s gives 2, 5, 15 for HORIZONS_S, highway-env's 0.2 s gives 1, 3, 8."""
+    if not dt > 0:
+        raise ValueError(f"step duration dt must be > 0 s, got {dt}")
+    return max(1, int(np.floor(seconds / dt + 0.5 + 1e-9)))
+
+
+def horizon_key(seconds: float) -> str:
+    """The key of a horizon in quality dicts and JSON: '0.5s'."""
+    return f"{seconds:g}s"
 
 
 def auroc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -34,19 +50,33 @@ def auroc(score: np.ndarray, positive: np.ndarray) -> float:
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    s = score[order]
-    ranks = np.empty(len(s))
-    i = 0
-    while i < len(s):  # average ranks over ties
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[i]:
-            j += 1
-        ranks[i:j + 1] = 0.5 * (i + j) + 1
-        i = j + 1
-    r = np.empty(len(s))
-    r[order] = ranks
-    return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ranks = (first + 0.5 * (counts - 1) + 1)[inverse]  # average rank of each tie group, 1-based
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auroc_interval(scores: list[np.ndarray], positives: list[np.ndarray], reps: int = 200, seed: int = 0,
+                   level: float = 0.95) -> tuple[float, float]:
+    """Episode-resampled percentile interval of the pooled AUROC: frames of one episode are not
+    independent, so whole episodes are drawn with replacement."""
+    rng = np.random.default_rng(seed)
+    n, vals = len(scores), []
+    for _ in range(reps):
+        pick = rng.integers(0, n, n)
+        v = auroc(np.concatenate([scores[i] for i in pick]), np.concatenate([positives[i] for i in pick]))
+        if v == v:
+            vals.append(v)
+    if not vals:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(vals, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def cost_events(cost: np.ndarray) -> int:
+    """Number of cost onsets (a cost frame after a cost-free one) in an episode."""
+    c = cost_at_frames(cost) > 0
+    return int((c & ~np.concatenate([[False], c[:-1]])).sum())
 
 
 def ece(prob: np.ndarray, outcome: np.ndarray, bins: int = 10) -> float:
@@ -92,36 +122,54 @@ def signals_p_safe(signals: dict[str, np.ndarray]) -> np.ndarray:
     return (1 - danger).astype(np.float32)
 
 
-def label_quality(p_safe: list[np.ndarray], costs: list[np.ndarray], horizons=HORIZONS,
-                  signals: list[dict[str, np.ndarray]] | None = None) -> dict:
-    """{'vlm': {k: {auroc, ece, positives, frames}}, 'baseline': {...}[, 'signals (privileged)': ...]},
-    all episodes pooled."""
+def label_quality(p_safe: list[np.ndarray], costs: list[np.ndarray], dt: float, horizons_s=HORIZONS_S,
+                  signals: list[dict[str, np.ndarray]] | None = None, intervals: int = 0) -> dict:
+    """{'vlm': {'0.5s': {auroc, ece, positives, frames, steps, events}}, 'baseline': {...}[, 'signals
+    (privileged)': ...]}, all episodes pooled; `dt` is the episodes' step in seconds. `intervals` > 0
+    adds `auroc_ci`, episode-resampled with that many draws."""
     rows = [("vlm", p_safe), ("baseline", [baseline_p_safe(c) for c in costs])]
     if signals is not None:
         rows.append(("signals (privileged)", [signals_p_safe(s) for s in signals]))
     out: dict[str, dict] = {name: {} for name, _ in rows}
-    for k in horizons:
-        y = np.concatenate([future_cost(c, k) for c in costs])
+    events = sum(cost_events(c) for c in costs)
+    for h in horizons_s:
+        k = horizon_steps(h, dt)
+        ys = [future_cost(c, k) for c in costs]
+        y = np.concatenate(ys)
         for name, ps in rows:
             p = np.concatenate(ps).astype(np.float64)
             assert len(p) == len(y), f"p_safe has {len(p)} frames, ground truth {len(y)}"
-            out[name][k] = {"auroc": auroc(1 - p, y), "ece": ece(1 - p, y), "positives": int(y.sum()),
-                            "frames": int(len(y))}
+            row = out[name][horizon_key(h)] = {"auroc": auroc(1 - p, y), "ece": ece(1 - p, y), "positives": int(y.sum()),
+                                               "frames": int(len(y)), "steps": k, "events": events}
+            if intervals:
+                row["auroc_ci"] = list(auroc_interval([1 - np.asarray(q, np.float64) for q in ps], ys, intervals))
     return out
 
 
+def _horizon_order(key: str) -> float:
+    return float(key[:-1]) if key.endswith("s") else float(key) * 1e6  # labels of old runs were keyed in steps
+
+
 def format_quality(q: dict, title: str = "label quality") -> str:
-    ks = sorted(next(iter(q.values())))
-    head = "| scorer | " + " | ".join(f"AUROC k={k} | ECE k={k}" for k in ks) + " | unsafe frames (k=" + \
-        ",".join(map(str, ks)) + ") |"
-    lines = [f"{title}: unsafe = cost within the next k steps", head, "|" + "---|" * (2 * len(ks) + 2)]
+    q = {m: {str(k): v for k, v in r.items()} for m, r in q.items()}
+    ks = sorted(next(iter(q.values())), key=_horizon_order)
+    name = lambda k: k if k.endswith("s") else f"k={k}"  # noqa: E731 (old provenance: k in steps)
+    head = "| scorer | " + " | ".join(f"AUROC {name(k)} | ECE {name(k)}" for k in ks) + " | unsafe frames (" + \
+        ",".join(map(name, ks)) + ") |"
+    lines = [f"{title}: unsafe = cost within the next h seconds", head, "|" + "---|" * (2 * len(ks) + 2)]
     def num(x) -> str:  # undefined (no unsafe frame: AUROC is NaN; null once read back from JSON)
         return "–" if x is None or x != x else f"{x:.3f}"
 
-    for name, row in q.items():
-        cells = " | ".join(f"{num(row[k]['auroc'])} | {num(row[k]['ece'])}" for k in ks)
+    def auc(r: dict) -> str:
+        ci = r.get("auroc_ci")
+        return num(r["auroc"]) + (f" [{num(ci[0])}, {num(ci[1])}]" if ci else "")
+
+    for scorer, row in q.items():
+        cells = " | ".join(f"{auc(row[k])} | {num(row[k]['ece'])}" for k in ks)
         pos = ",".join(str(row[k]["positives"]) for k in ks)
-        lines.append(f"| {name} | {cells} | {pos} of {row[ks[0]]['frames']} |")
+        events = row[ks[0]].get("events")
+        lines.append(f"| {scorer} | {cells} | {pos} of {row[ks[0]]['frames']}"
+                     f"{'' if events is None else f'; {events} cost events'} |")
     lines.append("baseline = cost-lag1 (previous frame's cost, no images)")
     return "\n".join(lines)
 
@@ -135,10 +183,11 @@ def _plt():
     return plt
 
 
-def plot_reliability(p_safe: list[np.ndarray], costs: list[np.ndarray], path: str | Path, k: int = 5,
-                     bins: int = 10, title: str = "") -> Path:
-    """Reliability diagram of p(unsafe) against 'cost within k steps', VLM and baseline."""
+def plot_reliability(p_safe: list[np.ndarray], costs: list[np.ndarray], path: str | Path, dt: float,
+                     seconds: float = 0.5, bins: int = 10, title: str = "") -> Path:
+    """Reliability diagram of p(unsafe) against 'cost within `seconds`', VLM and baseline."""
     plt = _plt()
+    k = horizon_steps(seconds, dt)
     y = np.concatenate([future_cost(c, k) for c in costs]).astype(float)
     fig, ax = plt.subplots(figsize=(4.5, 4.2))
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect")
@@ -154,8 +203,8 @@ def plot_reliability(p_safe: list[np.ndarray], costs: list[np.ndarray], path: st
                 ns.append(m.sum())
         ax.plot(xs, ys, marker="o", label=f"{name} (ECE {ece(p, y, bins):.3f})")
     ax.set_xlabel("predicted p(unsafe) = 1 - p(safe)")
-    ax.set_ylabel(f"observed rate of cost within {k} steps")
-    ax.set_title(title or f"reliability, k={k}", fontsize=9)
+    ax.set_ylabel(f"observed rate of cost within {seconds:g} s ({k} steps)")
+    ax.set_title(title or f"reliability, {seconds:g} s", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -203,7 +252,7 @@ def label_sections(store) -> list[str]:
 
     out = []
     for prov in list_labels(store):
-        q = {m: {int(k): v for k, v in r.items()} for m, r in prov.get("quality", {}).items()}
+        q = prov.get("quality", {})
         if q:
             out.append(format_quality(q, f"label quality of labels/{prov['key']} ({prov['model']['model_id']}, "
                                          f"prompts {prov['prompts']['name']}, p(safe) {prov['prob']['method']})"))

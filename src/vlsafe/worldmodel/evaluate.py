@@ -1,7 +1,8 @@
 """How good is a trained world model, on episodes it never trained on.
 
 Reconstruction error, reward/cost prediction error, cost-event AUROC of ĉ, safety-head AUROC
-of p̂ against the VLM label and against ground truth ("a cost within the next k steps"), and
+of p̂ against the VLM label and against ground truth ("a cost within the next `horizon_s` seconds", the VLM labels' look-ahead,
+turned into steps with each episode's dt), and
 open-loop prediction over `horizon` imagined steps driven by the recorded actions. Also a GIF
 of real vs imagined frames with ĉ and p̂ written on them.
 """
@@ -16,7 +17,7 @@ import torch
 
 from vlsafe.data.store import EpisodeStore
 from vlsafe.runlog import dumps
-from vlsafe.vlm.quality import auroc, future_cost
+from vlsafe.vlm.quality import auroc, future_cost, horizon_key, horizon_steps
 from vlsafe.worldmodel.rssm import WorldModel
 from vlsafe.worldmodel.train import to_torch
 
@@ -36,7 +37,7 @@ def _episode_batch(ep, labels) -> dict[str, np.ndarray]:
 
 @torch.no_grad()
 def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int], labels=None, horizon: int = 15,
-                         context: int = 5, k: int = 5, ahead: int = 5, out: Path | None = None,
+                         context: int = 5, horizon_s: float = 0.5, ahead: int = 5, out: Path | None = None,
                          gif_seed: int | None = None) -> dict[str, Any]:
     model.eval()
     A = model.config.action_dim
@@ -60,6 +61,7 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
         rows["cost_pred"].append(heads["cost"][0, 1:].cpu().numpy())
         rows["cost_true"].append(ep.cost > 0)
         rows["p_hat"].append(heads["p_safe"][0].cpu().numpy())
+        k = horizon_steps(horizon_s, ep.dt)
         rows["gt_unsafe"].append(future_cost(ep.cost, k))  # the same ground truth as the VLM's label quality
         if labels is not None:
             rows["vlm_unsafe"].append(labels[seed] < 0.5)
@@ -90,8 +92,8 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
         "recon_mse": float(cat["recon"].mean()), "reward_mae": float(cat["reward_err"].mean()),
         "cost_mae": float(cat["cost_err"].mean()),
         "cost_event_auroc": auroc(cat["cost_pred"], cat["cost_true"]),
-        f"safety_auroc_vs_gt_k{k}": auroc(1 - cat["p_hat"], cat["gt_unsafe"]),
-        f"safety_auroc_imagined_{ahead}ahead_vs_gt_k{k}": auroc(1 - cat["p_imag"], cat["gt_imag"]),
+        f"safety_auroc_vs_gt_{horizon_key(horizon_s)}": auroc(1 - cat["p_hat"], cat["gt_unsafe"]),
+        f"safety_auroc_imagined_{ahead}ahead_vs_gt_{horizon_key(horizon_s)}": auroc(1 - cat["p_imag"], cat["gt_imag"]),
         "unsafe_steps": int(cat["gt_unsafe"].sum()), "cost_events": int(cat["cost_true"].sum()),
         "open_loop_mse": [float(x) for x in open_loop / max(n_open, 1)], "open_loop_episodes": n_open,
     }
