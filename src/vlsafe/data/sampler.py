@@ -10,7 +10,7 @@ likely to be trained on (`windows="uniform"`): a window may start before the epi
 or run past its last, the part outside padded with `valid` False. Windows that had to fit inside
 the episode (`windows="inside"`, the earlier sampler, kept for ablations) see an episode's last
 step - where a crash is - in one window out of ~64 for a middle step. `focus` > 0 additionally
-draws that fraction of windows around "unsafe" steps (a cost within `focus_steps` ahead, or a VLM
+draws that fraction of windows around "unsafe" steps (a cost within `focus_s` seconds ahead, or a VLM
 p(safe) below 0.5), at a uniform position in the window. With `cross_episodes=True` a sequence may
 run on into the next episode instead, as DreamerV3's replay does.
 """
@@ -32,15 +32,15 @@ class SequenceSampler:
     def __init__(self, store: EpisodeStore, length: int = 64, batch_size: int = 16, seed: int = 0,
                  cross_episodes: bool = False, keys: tuple[str, ...] = ("bev",), max_open_files: int = 128,
                  seeds: list[int] | None = None, labels: dict[int, np.ndarray] | None = None,
-                 windows: str = "uniform", focus: float = 0.0, focus_steps: int = 10):
+                 windows: str = "uniform", focus: float = 0.0, focus_s: float = 1.0):
         """`seeds` restricts sampling to those episodes (a train/held-out split); `labels` maps an
         episode seed to per-observation p(safe) (T+1,), returned as `p_safe` aligned with `bev`."""
         if length < 1 or batch_size < 1:
             raise ValueError(f"length and batch_size must be >= 1, got {length}, {batch_size}")
         if windows not in ("uniform", "inside"):
             raise ValueError(f"windows: expected uniform or inside, got {windows!r}")
-        if not 0.0 <= focus < 1.0 or focus_steps < 0:
-            raise ValueError(f"focus must be in [0, 1) and focus_steps >= 0, got {focus}, {focus_steps}")
+        if not 0.0 <= focus < 1.0 or focus_s < 0:
+            raise ValueError(f"focus must be in [0, 1) and focus_s >= 0, got {focus}, {focus_s}")
         self.mode, self.focus = windows, focus
         self.store, self.length, self.batch_size = store, length, batch_size
         self.cross, self.keys = cross_episodes, keys
@@ -73,7 +73,8 @@ class SequenceSampler:
             self.windows = self.steps + length - 1
         else:  # every start whose window ends inside the episode (at least one if shorter)
             self.windows = np.maximum(self.steps - length + 1, 1)
-        # global indices of "unsafe" steps: a cost within focus_steps ahead, or p(safe) < 0.5
+        # global indices of "unsafe" steps: a cost within focus_s seconds ahead, or p(safe) < 0.5
+        focus_steps = round(focus_s / store.dt()) if focus_s else 0
         unsafe = []
         for i, small in enumerate(self.small):
             near = np.convolve((small["cost"] > 0).astype(float), np.ones(focus_steps + 1), "full")[focus_steps:]
