@@ -286,6 +286,12 @@ def test_cli_train_label_eval_and_one_line_errors(hw, scripted, tmp_path, capsys
     assert main(["vlm", "eval", str(ds), "--model", str(out), "--threads", "1", "--out", str(tmp_path / "ev"),
                  "--intervals", "20"]) == 0
     assert {p.name for p in (tmp_path / "ev").iterdir()} >= {"quality.json", "ds_reliability.png", "ds_strip.png"}
+    assert main(["vlm", "eval", str(ds), "--model", str(out), "--threads", "1", "--out", str(tmp_path / "ev1"),
+                 "--intervals", "0", "--first-cost", "--suite"]) == 0
+    frames = lambda d: next(iter(json.loads((tmp_path / d / "quality.json").read_text())["datasets"].values()))[  # noqa: E731
+        "quality"]["vlm"]["0.5s"]["frames"]
+    report = json.loads((tmp_path / "ev1" / "quality.json").read_text())
+    assert frames("ev1") <= frames("ev") and len(next(iter(report["datasets"].values()))["suite"]) == 6
     capsys.readouterr()
     assert main(["label", str(tmp_path / "nope"), "--model", str(out)]) == 2
     err = capsys.readouterr().err

@@ -28,7 +28,7 @@ import numpy as np
 
 from vlsafe.vlm.prompts import PROMPT_SETS
 
-__all__ = ["CaptionConfig", "CONCEPTS", "SAFE_CONCEPTS", "frame_signals", "frame_concepts", "phrasings",
+__all__ = ["CaptionConfig", "CONCEPTS", "GENERIC", "SAFE_CONCEPTS", "frame_signals", "frame_concepts", "phrasings",
            "all_captions", "assert_no_paper_prompts", "cost_at_frames"]
 
 
@@ -102,16 +102,30 @@ CONCEPTS: dict[str, tuple[bool, tuple[str, ...]]] = {
         "is driving unsafely", "is heading for trouble", "faces a dangerous situation", "is in serious trouble")),
 }
 SAFE_CONCEPTS = tuple(k for k, (safe, _) in CONCEPTS.items() if safe)
+# Optional paraphrase augmentation of the generic concepts (DriveClipConfig.generic_phrasings):
+# negated and everyday wordings, so that a user's plain sentence about safety lands near the right
+# side. Written without looking at any evaluation prompt's distinctive words.
+GENERIC: dict[str, tuple[str, ...]] = {
+    "safe": ("is not in any danger", "is not about to crash", "has no collision", "is doing fine",
+             "has nothing dangerous around it", "drives with no problems", "is not close to hitting anything",
+             "shows no sign of trouble", "keeps out of trouble", "is driving well", "is okay",
+             "drives in a normal way with space around it"),
+    "unsafe": ("is not safe", "is about to have a crash", "is in a dangerous spot", "is driving badly",
+               "could crash at any moment", "is likely to hit something", "is in a bad situation",
+               "is getting into trouble", "is in peril", "drives in a reckless way", "is in a scary situation",
+               "is headed for a collision or leaving the road"),
+}
 _SUBJECTS = ("the red car", "the red vehicle", "the ego car", "our red car", "the car in red", "the red automobile",
              "the controlled car", "the red one in the middle")
 _FRAMES = ("{s} {p}.", "bird's-eye view: {s} {p}.", "a top-down traffic scene where {s} {p}.",
            "seen from above, {s} {p}.", "in this map view {s} {p}.", "{s} {p}, viewed from overhead.")
 
 
-def phrasings(concept: str, limit: int = 0) -> list[str]:
+def phrasings(concept: str, limit: int = 0, generic: bool = False) -> list[str]:
     """Every phrasing of a concept (subject x predicate x framing), in a fixed order; `limit` keeps a
-    spread-out subset."""
+    spread-out subset; `generic` adds the GENERIC paraphrases."""
     _, preds = CONCEPTS[concept]
+    preds = preds + (GENERIC.get(concept, ()) if generic else ())
     out = []
     for frame, subj, pred in itertools.product(_FRAMES, _SUBJECTS, preds):
         text = frame.format(s=subj, p=pred)
@@ -122,8 +136,8 @@ def phrasings(concept: str, limit: int = 0) -> list[str]:
     return out
 
 
-def all_captions(limit: int = 0) -> dict[str, list[str]]:
-    return {c: phrasings(c, limit) for c in CONCEPTS}
+def all_captions(limit: int = 0, generic: bool = False) -> dict[str, list[str]]:
+    return {c: phrasings(c, limit, generic) for c in CONCEPTS}
 
 
 def _norm(text: str) -> str:

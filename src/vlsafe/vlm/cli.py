@@ -103,6 +103,24 @@ def _suite_p_safe(scorer, store, seeds: list[int], sets: list, batch_size: int) 
     return out
 
 
+def _first_cost(cost) -> int:
+    """Frames 0..j end at the first cost (frame j carries transition j-1's cost); all frames if none."""
+    import numpy as np
+
+    hit = np.flatnonzero(np.asarray(cost) > 0)
+    return int(hit[0]) + 1 if len(hit) else len(cost)
+
+
+def _cut(ep, last_frame: int):
+    """The episode up to frame `last_frame` (transitions 0..last_frame-1)."""
+    import dataclasses
+
+    T = last_frame
+    arrays = {k: getattr(ep, k)[:T] for k in ("action", "reward", "cost", "terminated", "truncated")}
+    frames = {k: getattr(ep, k)[:T + 1] for k in ("bev", "vector")}
+    return dataclasses.replace(ep, **arrays, **frames, signals={k: v[:T] for k, v in ep.signals.items()})
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     """Label each dataset (cached), then report AUROC (episode-resampled 95% intervals) and ECE for
     look-aheads in seconds, per condition (task, variant, backend); datasets of one condition are
@@ -112,7 +130,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from vlsafe.config import ConfigError
     from vlsafe.data.store import DatasetError, EpisodeStore
     from vlsafe.vlm.label import label_dataset, read_labels
-    from vlsafe.vlm.prompts import HELDOUT_SUITE, get_prompt_set
+    from vlsafe.vlm.prompts import DEV_SUITE, HELDOUT_SUITE, get_prompt_set
     from vlsafe.vlm.quality import format_quality, label_quality, plot_reliability, plot_strip
 
     out = Path(args.out)
@@ -125,7 +143,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         scorer = _scorer(args)
         ps = get_prompt_set(args.prompts)
         prob = resolve_prob(scorer, args.prob, ps.name)
-        suite = [get_prompt_set(n) for n in HELDOUT_SUITE] if args.suite else []
+        suite = [get_prompt_set(n) for n in {"heldout": HELDOUT_SUITE, "dev": DEV_SUITE, None: ()}[args.suite]]
         out.mkdir(parents=True, exist_ok=True)
         for path in args.data:
             store = EpisodeStore(path)
@@ -133,6 +151,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             _, p_safe, _ = read_labels(store, ls.key)
             eps = {int(e["seed"]): store.read(int(e["seed"])) for e in store.entries()}
             seeds = sorted(eps)
+            if args.first_cost:  # what a policy's evaluation sees: every episode ends at its first cost
+                p_safe = {s: p_safe[s][:_first_cost(eps[s].cost) + 1] for s in seeds}
+                eps = {s: _cut(eps[s], _first_cost(eps[s].cost)) for s in seeds}
             costs, dt, cond = [eps[s].cost for s in seeds], store.dt(), store.condition()
             q = label_quality([p_safe[s] for s in seeds], costs, dt, signals=[eps[s].signals for s in seeds],
                               intervals=args.intervals)
@@ -141,10 +162,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(format_quality(q, f"{name} ({scorer.model_id}, {ps.name}, {prob.method})"), flush=True)
             if suite:
                 ps_suite = _suite_p_safe(scorer, store, seeds, suite, args.batch_size)
+                ps_suite = {n: {s: v[s][:len(p_safe[s])] for s in seeds} for n, v in ps_suite.items()}
                 entry["suite"] = {n: label_quality([v[s] for s in seeds], costs, dt, intervals=args.intervals)["vlm"]
                                   for n, v in ps_suite.items()}
                 suite_rows[name] = entry["suite"]
-            pooled = per_condition.setdefault(cond, ([], [], [], [], dt))
+            pooled = per_condition.setdefault(cond, ([], [], [], [], dt, {}))
+            for n, v in (ps_suite.items() if suite else ()):
+                pooled[5].setdefault(n, []).extend(v[s] for s in seeds)
             pooled[0].extend(p_safe[s] for s in seeds)
             pooled[1].extend(costs)
             pooled[2].extend(eps[s].signals for s in seeds)
@@ -157,10 +181,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             ep = eps[pick]
             plot_strip(p_safe[pick], ep.cost, ep.signals.get("collision"), out / f"{stem}_strip.png", frames=ep.bev,
                        title=f"{name} episode {pick} ({ep.behaviour}): p(safe) per frame")
-        for cond, (p, c, sig, names, dt) in per_condition.items():
+        for cond, (p, c, sig, names, dt, suite_p) in per_condition.items():
             if len(names) > 1:
                 q = label_quality(p, c, dt, signals=sig, intervals=args.intervals)
                 report[f"{cond} (pooled)"] = {"datasets": names, "condition": cond, "dt": dt, "quality": q}
+                if suite_p:
+                    report[f"{cond} (pooled)"]["suite"] = suite_rows[f"{cond} (pooled)"] = {
+                        n: label_quality(v, c, dt, intervals=args.intervals)["vlm"] for n, v in suite_p.items()}
                 print(format_quality(q, f"{cond} pooled over {len(names)} datasets of this condition: "
                                         f"{', '.join(names)}"), flush=True)
         if len(per_condition) > 1:
@@ -182,7 +209,7 @@ def _format_suite(rows: dict[str, dict]) -> str:
 
     first = next(iter(rows.values()))
     hs = list(next(iter(first.values())))
-    lines = ["held-out prompt suite (softmax): AUROC mean / worst pair", "| dataset | " + " | ".join(hs) + " |",
+    lines = ["prompt suite (softmax): AUROC mean / worst pair", "| dataset | " + " | ".join(hs) + " |",
              "|---|" + "---|" * len(hs)]
     for name, per_set in rows.items():
         cells = []
@@ -237,8 +264,12 @@ def add_commands(sub) -> None:
     e = vsub.add_parser("eval", help="label quality (AUROC, ECE for 0.2, 0.5, 1.5 s) against real cost, with plots")
     e.add_argument("data", nargs="+", help="dataset folders (held-out episodes)")
     _scorer_args(e)
-    e.add_argument("--suite", action="store_true", help="also score the held-out prompt suite (mean and worst pair)")
+    e.add_argument("--suite", nargs="?", const="heldout", choices=["heldout", "dev"],
+                   help="also score a prompt suite (mean and worst pair): heldout (report only) or dev (model choice)")
     e.add_argument("--intervals", type=int, default=200, help="episode-resampled draws for AUROC intervals (0: none)")
+    e.add_argument("--first-cost", action="store_true",
+                   help="score each episode only up to its first cost (datasets run on past a crash; a policy's "
+                        "evaluation does not), so the frames after a crash do not count")
     e.add_argument("--out", default="runs/vlm-eval")
     e.set_defaults(fn=_cmd_eval)
     pr = vsub.add_parser("prompts", help="list the registered prompt sets")

@@ -54,6 +54,7 @@ class DriveClipConfig:
     unsafe_fraction: float = 0.4
     cost_fraction: float = 0.15  # of the batch: frames with a real cost within `captions.quiet_s` (rare)
     phrasings: int = 48  # per concept (0 = all)
+    generic_phrasings: bool = False  # add captions.GENERIC (negated, everyday wordings) to safe/unsafe
     val_fraction: float = 0.2  # held-out episodes for quality and calibration
     calibrate_s: float = 0.5  # the horizon (seconds) the calibrated p(safe) is fitted against
     flip: bool = True  # random left-right mirror augmentation
@@ -212,7 +213,7 @@ def train(stores: list[EpisodeStore], out: str | Path, cfg: DriveClipConfig = Dr
     safe_idx = np.flatnonzero(~concepts[:, names.index("unsafe")])
     cost_idx = np.flatnonzero(np.concatenate([_cost_ahead(p[4], cfg.captions.quiet_s, p[5]) for p in parts["train"]]))
 
-    captions = cap.all_captions(cfg.phrasings)
+    captions = cap.all_captions(cfg.phrasings, cfg.generic_phrasings)
     cap.assert_no_paper_prompts(captions)
     text = TextTower()
     t0 = time.perf_counter()

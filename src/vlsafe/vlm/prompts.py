@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vlsafe.config import ConfigError, closest
 
-__all__ = ["PromptSet", "PROMPT_SETS", "DEFAULT_PROMPTS", "HELDOUT_SUITE", "get_prompt_set", "T1", "T2"]
+__all__ = ["PromptSet", "PROMPT_SETS", "DEFAULT_PROMPTS", "HELDOUT_SUITE", "DEV_SUITE", "get_prompt_set", "T1", "T2"]
 
 T1 = "red vehicle is driving safely with no car accidents."
 T2 = "The red car is deviating from its trajectory, driving off the road, or encountering an accident."
@@ -75,6 +75,17 @@ _HELDOUT_PAIRS = (
 HELDOUT_SUITE = tuple(f"heldout-v1-{i + 1}" for i in range(len(_HELDOUT_PAIRS)))
 for _name, (_safe, _unsafe) in zip(HELDOUT_SUITE, _HELDOUT_PAIRS):
     PROMPT_SETS[_name] = PromptSet(_name, (_safe,), (_unsafe,), note="held-out prompt suite: never trained on")
+# The development suite: other plain-words pairs, for choosing between trained models on
+# development data; the held-out suite above is only ever reported.
+_DEV_PAIRS = (
+    ("the red car is fine.", "the red car is in trouble."),
+    ("a safe driving situation for the red car.", "a dangerous driving situation for the red car."),
+    ("the red car is not going to hit anything.", "the red car is going to hit something."),
+    ("nothing is wrong with how the red car is driving.", "the red car is driving badly and might crash."),
+)
+DEV_SUITE = tuple(f"dev-v1-{i + 1}" for i in range(len(_DEV_PAIRS)))
+for _name, (_safe, _unsafe) in zip(DEV_SUITE, _DEV_PAIRS):
+    PROMPT_SETS[_name] = PromptSet(_name, (_safe,), (_unsafe,), note="development prompt suite: model choice only")
 DEFAULT_PROMPTS = "paper-v1"
 
 
