@@ -392,9 +392,10 @@ class DriveClipScorer:
 
 
 ASSETS = Path(__file__).parent / "assets"
-PACKAGED = {name: ASSETS / name for name in ("drive-clip-v1",)}
+PACKAGED = {name: ASSETS / name for name in ("drive-clip-v1", "drive-clip-v2")}
 """Models shipped in the package, loadable by name (`--model drive-clip-v1`); each manifest says what
-it was trained on. v1: MetaDrive frames of the four tasks."""
+it was trained on. v1: MetaDrive frames of the four tasks; v2: both simulators, all four tasks,
+look-aheads in seconds, hard-negative concepts and paraphrase augmentation."""
 DEFAULT_MODEL = PACKAGED["drive-clip-v1"]
 
 
