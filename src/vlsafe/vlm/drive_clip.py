@@ -402,4 +402,9 @@ DEFAULT_MODEL = PACKAGED["drive-clip-v1"]
 def load_scorer(model: str | None, threads: int | None = None, **options) -> DriveClipScorer:
     """A trained drive-clip folder, a packaged model by name, or the packaged default when `model` is None."""
     folder = DEFAULT_MODEL if model is None else PACKAGED.get(str(model), model)
+    if not Path(folder).exists():
+        from vlsafe.config import closest
+
+        raise ConfigError(f"{folder}: no such folder (expected a drive-clip model from `vlsafe vlm train`, or a "
+                          f"packaged name{closest(str(model), PACKAGED)}: {', '.join(PACKAGED)})")
     return DriveClipScorer(folder, threads=threads, **options)
