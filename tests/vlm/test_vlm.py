@@ -316,3 +316,23 @@ def test_label_quality_without_unsafe_frames_prints_dashes():
     row = {5: {"auroc": None, "ece": 0.05, "positives": 0, "frames": 10}}
     text = format_quality({"vlm": row, "baseline": {5: {**row[5], "auroc": float("nan")}}})
     assert "| vlm | – | 0.050 | 0 of 10 |" in text and "| baseline | – | 0.050 |" in text
+
+
+def test_vlm_eval_pools_one_condition_and_never_two(model, tmp_path, capsys):
+    """Two datasets of one condition are pooled (and named); a variant of another condition is not."""
+    from vlsafe.cli import main
+
+    a, b, dense = scripted_store(tmp_path / "a"), scripted_store(tmp_path / "b", seeds=range(6, 12)), \
+        scripted_store(tmp_path / "dense", seeds=range(12, 18))
+    man = dense.manifest()
+    dense.write_manifest({**man, "task": {**man["task"], "variant": "dense"}})
+    assert (a.condition(), dense.condition(), a.dt()) == ("four-lane@scripted", "four-lane:dense@scripted", 0.1)
+    assert main(["vlm", "eval", str(a.root), str(b.root), str(dense.root), "--model", str(model), "--threads", "1",
+                 "--intervals", "0", "--out", str(tmp_path / "ev")]) == 0
+    out = capsys.readouterr().out
+    assert "four-lane@scripted pooled over 2 datasets of this condition" in out
+    assert "not pooled: 2 different conditions (four-lane@scripted, four-lane:dense@scripted)" in out
+    report = json.loads((tmp_path / "ev" / "quality.json").read_text())["datasets"]
+    assert "four-lane@scripted (pooled)" in report and not any("dense@scripted (pooled)" in k for k in report)
+    prov = json.loads(next((dense.root / "labels").glob("*.json")).read_text())
+    assert (prov["dataset"]["variant"], prov["dataset"]["backend"], prov["dataset"]["dt"]) == ("dense", "scripted", 0.1)
