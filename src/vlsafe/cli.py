@@ -295,13 +295,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--episodes: expected >= 1, got {args.episodes}")
     if args.threads < 0:
         raise ValueError(f"--threads: expected >= 0, got {args.threads}")
+    posterior = getattr(args, "posterior", "mode")
+    if posterior not in ("mode", "sample"):
+        raise ValueError(f"--posterior: expected mode or sample, got {posterior!r}")
     check_device(args.device)
     out = args.out or str(Path(args.runs[0]) / "eval")
     rep = evaluate_policies(args.runs, episodes=args.episodes, seed_start=args.seed_start, task=args.task,
                             backend=args.backend, variant=args.variant, out=out, videos=not args.no_videos,
                             device=args.device, greedy=not getattr(args, "sampled", False),
                             actor=getattr(args, "actor", "policy"), cost_threshold=args.cost_threshold,
-                            threads=args.threads)
+                            threads=args.threads, posterior=posterior)
     print(report_table(rep))
     print(f"wrote {out}/eval.json, eval.md" + (", best/worst videos" if not args.no_videos else ""))
     return 0
@@ -447,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--actor", default="policy", choices=["policy", "behaviour"],
                     help="drive the learned actor, or each run's behaviour head π̂_b (behaviour cloning)")
     ev.add_argument("--sampled", action="store_true", help="sample actions instead of the greedy mode")
+    ev.add_argument("--posterior", default="mode", help="how a world-model policy reads each frame's z_t: mode "
+                    "(default; the most likely class of each categorical) or sample (a random draw, as trained)")
     ev.add_argument("--task", help="another task (NAME or NAME:VARIANT) than the policy's own")
     ev.add_argument("--backend", help="another backend than the policy's own")
     ev.add_argument("--variant", default="", help="shift variant: sparse, dense, unseen")

@@ -126,7 +126,8 @@ class BaselineDriver:
             np.asarray(a, np.float32).reshape(2)
 
 
-def load_driver(run: Path, device: str = "cpu", greedy: bool = True, actor: str = "policy") -> LoadedRun:
+def load_driver(run: Path, device: str = "cpu", greedy: bool = True, actor: str = "policy",
+                posterior: str = "mode") -> LoadedRun:  # posterior: unused, a library baseline has no world model
     if actor != "policy":
         raise ConfigError(f"{run}: --actor {actor} is for train-policy runs; a library baseline has one policy")
     state = read_json(run / MARKER, "a baseline run's baseline.json", ("identity", "config", "step"))

@@ -46,7 +46,7 @@ class LoadedRun:
 
 
 # kind -> (file that marks a run folder of this kind, "module:loader"); the loader is called as
-# loader(path, device=..., greedy=..., actor=...) -> LoadedRun
+# loader(path, device=..., greedy=..., actor=..., posterior=...) -> LoadedRun
 KINDS: dict[str, tuple[str, str]] = {
     "policy": ("checkpoint.json", "vlsafe.policy.agent:load_driver"),
     "baseline": ("baseline.json", "vlsafe.baselines.run:load_driver"),
@@ -65,8 +65,9 @@ def run_kind(run: str | Path) -> str:
     raise ConfigError(f"{run}: not a run folder (none of {markers}); expected a train-policy or baseline run")
 
 
-def load_driver(run: str | Path, device: str = "cpu", greedy: bool = True, actor: str = "policy") -> LoadedRun:
+def load_driver(run: str | Path, device: str = "cpu", greedy: bool = True, actor: str = "policy",
+                posterior: str = "mode") -> LoadedRun:
     kind = run_kind(run)
     module, name = KINDS[kind][1].split(":")
     loader: Callable[..., LoadedRun] = getattr(importlib.import_module(module), name)
-    return loader(Path(run), device=device, greedy=greedy, actor=actor)
+    return loader(Path(run), device=device, greedy=greedy, actor=actor, posterior=posterior)

@@ -170,15 +170,18 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
 def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: int = EVAL_SEED_START, task: str | None = None,
                       backend: str | None = None, variant: str = "", out: str | Path | None = None, videos: bool = True,
                       device: str = "cpu", log: Callable[[str], None] = print, greedy: bool = True,
-                      actor: str = "policy", cost_threshold: float = COST_THRESHOLD, threads: int = 1) -> dict[str, Any]:
+                      actor: str = "policy", cost_threshold: float = COST_THRESHOLD, threads: int = 1,
+                      posterior: str = "mode") -> dict[str, Any]:
     """Every run drives the same `episodes` seeds; returns (and writes to `out`) the pooled table.
     `actor="behaviour"` drives each run's π̂_b (the behaviour-cloning row); `greedy=False` samples.
+    `posterior`: "mode" or "sample", how a world-model policy filters z_t (policy.agent.DrivingAgent).
     `threads`: torch CPU threads (0 = torch's default); the drivers infer one frame per step."""
     if actor not in ACTORS:
         raise ValueError(f"actor: expected one of {', '.join(ACTORS)}, got {actor!r}")
     if threads:
         torch.set_num_threads(threads)
-    loaded = [load_driver(r, device=device, greedy=greedy, actor=actor) for r in runs]  # validate all first
+    loaded = [load_driver(r, device=device, greedy=greedy, actor=actor, posterior=posterior)
+              for r in runs]  # validate all first
     modes = {r.driver.action_mode for r in loaded}
     if len(modes) > 1:
         kinds = ", ".join(f"{r.path} acts {r.driver.action_mode}" for r in loaded)
@@ -208,7 +211,8 @@ def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: in
         per_run[str(path)] = [e.metrics for e in eps]
         pooled += per_run[str(path)]
     env.close()
-    report = {"methods": sorted(methods), "actor": actor, "greedy": greedy, "task": env.config.task,
+    report = {"methods": sorted(methods), "actor": actor, "greedy": greedy, "posterior": posterior,
+              "task": env.config.task,
               "backend": env.config.backend,
               "variant": env.config.variant, "seeds": seeds, "runs": [str(r) for r in runs],
               "metrics": aggregate(pooled), "ci95": bootstrap_ci(pooled),

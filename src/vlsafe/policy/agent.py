@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vlsafe.data.store import EpisodeStore
 from vlsafe.policy.actor_critic import Actor
@@ -70,13 +71,26 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+POSTERIORS = ("mode", "sample")
+
+
 class DrivingAgent:
     """`agent(env) -> action` for `run_episode`: posterior filter over real frames, then the actor.
+
+    `posterior="mode"` (default) feeds the filter and the actor the most likely class of each of
+    z_t's categoricals instead of a random draw. The actor reads z_t alone, and a draw is noise it
+    then acts on: on four-lane development seeds (500-519, 3 training seeds each) the mode cut
+    VL-SAFE's greedy collision rate from 0.133 to 0.017 and DreamerV3-offline's from 0.083 to
+    0.017. `"sample"` is the filter as trained and as evaluated before.
 
     Keeps the last p̂(safe) and ĉ of the world model so videos can draw them on the frame.
     """
 
-    def __init__(self, model: WorldModel, actor: Actor, greedy: bool = True, device: str = "cpu"):
+    def __init__(self, model: WorldModel, actor: Actor, greedy: bool = True, device: str = "cpu",
+                 posterior: str = "mode"):
+        if posterior not in POSTERIORS:
+            raise ValueError(f"--posterior: expected one of {', '.join(POSTERIORS)}, got {posterior!r}")
+        self.posterior = posterior
         self.model, self.actor, self.greedy, self.device = model.eval(), actor.eval(), greedy, device
         self.action_dim = model.config.action_dim
         self.action_mode = "discrete" if actor.discrete else "continuous"
@@ -95,6 +109,9 @@ class DrivingAgent:
         embed = self.model.encoder(image)
         is_first = torch.tensor([first], device=self.device)
         self.state = self.model.obs_step(self.state, self.prev, embed, is_first)
+        if self.posterior == "mode":
+            logits = self.state["logits"]
+            self.state = {**self.state, "stoch": F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)}
         feat = self.model.feat(self.state)
         heads = self.model.heads(feat)
         self.p_safe, self.cost = float(heads["p_safe"][0]), float(heads["cost"][0])
@@ -108,7 +125,7 @@ class DrivingAgent:
         return self.act(env.bev_frame(), env.steps == 0)
 
 
-def load_driver(run: Path, device: str = "cpu", greedy: bool = True, actor: str = "policy"):
+def load_driver(run: Path, device: str = "cpu", greedy: bool = True, actor: str = "policy", posterior: str = "mode"):
     """A train-policy run as the evaluator's driver (`evaluation.driver`); `actor="behaviour"`
     drives the run's behaviour head π̂_b instead (the behaviour-cloning row)."""
     from vlsafe.evaluation.driver import LoadedRun
@@ -117,5 +134,6 @@ def load_driver(run: Path, device: str = "cpu", greedy: bool = True, actor: str 
     policy, conf = load_policy(run, device)
     head = policy.learner.actor if actor == "policy" else policy.learner.behaviour
     method = conf["identity"]["policy"]["method"] if actor == "policy" else "bc"
-    return LoadedRun(path=Path(run), driver=DrivingAgent(policy.world_model, head, greedy=greedy, device=device),
+    return LoadedRun(path=Path(run), driver=DrivingAgent(policy.world_model, head, greedy=greedy, device=device,
+                                                            posterior=posterior),
                      method=method, task=conf["task"])
