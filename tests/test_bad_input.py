@@ -234,6 +234,8 @@ CASES = [
     ("actor-input-typo/train-policy", nothing,
      ["train-policy", "{w}/wm", "--out", "{w}/pol", "--set", "policy.actor_input=deter"],
      "policy.actor_input, policy.value_input: expected stoch or feat, got 'deter', 'stoch'"),
+    ("posterior-typo/eval", nothing, ["eval", "{w}/wm", "--out", "{w}/ev", "--posterior", "median"],
+     "--posterior: expected mode or sample, got 'median'"),
     ("intervals-negative/vlm-eval", nothing, ["vlm", "eval", "{w}/ds", "--out", "{w}/vlm-eval", "--intervals", "-1"],
      "--intervals must be >= 0, got -1"),
     ("unknown-packaged-model/label", nothing, ["label", "{w}/ds", "--model", "drive-clip-v9"],
