@@ -86,7 +86,7 @@ def _suite_p_safe(scorer, store, seeds: list[int], sets: list, batch_size: int) 
     """p(safe) (softmax) of every frame for every prompt set in `sets`, one image pass per dataset."""
     import numpy as np
 
-    from vlsafe.vlm.scorer import similarities_to_p_safe
+    from vlsafe.vlm.scorer import frame_similarities, similarities_to_p_safe
 
     texts = [t for ps in sets for t in ps.texts]
     temb = scorer.encode_texts(texts)
@@ -94,8 +94,7 @@ def _suite_p_safe(scorer, store, seeds: list[int], sets: list, batch_size: int) 
     for seed in seeds:
         with store.open(seed) as f:
             frames = f["bev"][()]
-        sims = np.concatenate([scorer.encode_images(frames[i:i + batch_size]) @ temb.T
-                               for i in range(0, len(frames), batch_size)])
+        sims = frame_similarities(scorer, frames, temb, batch_size)
         col = 0
         for ps in sets:
             out[ps.name][seed] = similarities_to_p_safe(sims[:, col:col + len(ps.texts)], ps.n_safe, scorer.logit_scale)

@@ -35,7 +35,7 @@ from vlsafe.config import ConfigError, from_dict, to_dict
 from vlsafe.data.store import EpisodeStore, dataset_checksum, sha256_file
 from vlsafe.vlm import captions as cap
 from vlsafe.vlm.prompts import DEFAULT_PROMPTS, get_prompt_set
-from vlsafe.vlm.scorer import ProbConfig, check_frames, fit_calibration, similarities_to_p_safe
+from vlsafe.vlm.scorer import ProbConfig, check_frames, fit_calibration, frame_similarities, similarities_to_p_safe
 
 __all__ = ["DriveClipConfig", "TextTower", "ImageTower", "DriveClip", "train", "load_scorer", "DriveClipScorer",
            "PRESETS"]
@@ -387,8 +387,7 @@ class DriveClipScorer:
         return self._text.encode(list(texts))
 
     def similarities(self, frames: np.ndarray, text_emb: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        out = [self.encode_images(frames[i:i + batch_size]) @ text_emb.T for i in range(0, len(frames), batch_size)]
-        return np.concatenate(out).astype(np.float32)
+        return frame_similarities(self, frames, text_emb, batch_size)
 
 
 ASSETS = Path(__file__).parent / "assets"

@@ -31,7 +31,7 @@ import numpy as np
 from vlsafe.data.store import DatasetError, EpisodeStore, dataset_checksum
 from vlsafe.runlog import dumps
 from vlsafe.vlm.prompts import PromptSet, get_prompt_set
-from vlsafe.vlm.scorer import ProbConfig, Scorer, similarities_to_p_safe
+from vlsafe.vlm.scorer import ProbConfig, Scorer, frame_similarities, similarities_to_p_safe
 
 __all__ = ["LabelSet", "label_key", "label_dataset", "load_labels", "read_labels", "list_labels",
            "dataset_checksum", "verify_labels"]
@@ -111,8 +111,7 @@ def label_dataset(store: EpisodeStore, scorer: Scorer, prompts: str | PromptSet 
             continue
         with store.open(seed) as f:
             frames = f["bev"][()]
-        sims = np.concatenate([scorer.encode_images(frames[i:i + batch_size]) @ text_emb.T
-                               for i in range(0, len(frames), batch_size)]).astype(np.float32)
+        sims = frame_similarities(scorer, frames, text_emb, batch_size)
         p_safe = similarities_to_p_safe(sims, ps.n_safe, scorer.logit_scale, prob)
         _atomic_npz(partial / f"ep_{seed:09d}.npz", p_safe=p_safe, sims=sims)
         n += len(frames)

@@ -24,8 +24,8 @@ import numpy as np
 from vlsafe.config import ConfigError, closest
 from vlsafe.vlm.prompts import PromptSet, get_prompt_set
 
-__all__ = ["Scorer", "ProbConfig", "Scores", "BACKENDS", "load_scorer", "score_frames", "similarities_to_p_safe",
-           "fit_calibration", "check_frames"]
+__all__ = ["Scorer", "ProbConfig", "Scores", "BACKENDS", "load_scorer", "score_frames", "frame_similarities",
+           "similarities_to_p_safe", "fit_calibration", "check_frames"]
 
 
 class Scorer(Protocol):
@@ -122,6 +122,14 @@ def check_frames(frames: np.ndarray, image_size: int | None = None, where: str =
     return frames
 
 
+def frame_similarities(scorer: Scorer, frames: np.ndarray, text_emb: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """(N, P) float32 cosine similarities of `frames` to the text embeddings, `batch_size` frames at a time."""
+    sims = np.empty((len(frames), len(text_emb)), np.float32)
+    for i in range(0, len(frames), batch_size):
+        sims[i:i + batch_size] = scorer.encode_images(frames[i:i + batch_size]) @ text_emb.T
+    return sims
+
+
 def score_frames(scorer: Scorer, frames: np.ndarray, prompts: PromptSet | str = "paper-v1",
                  prob: ProbConfig = ProbConfig(), batch_size: int = 256,
                  text_emb: np.ndarray | None = None) -> Scores:
@@ -130,9 +138,7 @@ def score_frames(scorer: Scorer, frames: np.ndarray, prompts: PromptSet | str = 
     frames = check_frames(frames, scorer.image_size)
     if text_emb is None:
         text_emb = scorer.encode_texts(list(ps.texts))
-    sims = np.empty((len(frames), len(ps.texts)), np.float32)
-    for i in range(0, len(frames), batch_size):
-        sims[i:i + batch_size] = scorer.encode_images(frames[i:i + batch_size]) @ text_emb.T
+    sims = frame_similarities(scorer, frames, text_emb, batch_size)
     return Scores(similarities_to_p_safe(sims, ps.n_safe, scorer.logit_scale, prob), sims)
 
 
