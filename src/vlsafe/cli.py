@@ -290,14 +290,15 @@ def _cmd_baseline_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from vlsafe.evaluation.evaluate import evaluate_policies, report_table
+    from vlsafe.policy.agent import POSTERIORS
 
     if args.episodes < 1:
         raise ValueError(f"--episodes: expected >= 1, got {args.episodes}")
     if args.threads < 0:
         raise ValueError(f"--threads: expected >= 0, got {args.threads}")
     posterior = getattr(args, "posterior", "mode")
-    if posterior not in ("mode", "sample"):
-        raise ValueError(f"--posterior: expected mode or sample, got {posterior!r}")
+    if posterior not in POSTERIORS:
+        raise ValueError(f"--posterior: expected {' or '.join(POSTERIORS)}, got {posterior!r}")
     check_device(args.device)
     out = args.out or str(Path(args.runs[0]) / "eval")
     rep = evaluate_policies(args.runs, episodes=args.episodes, seed_start=args.seed_start, task=args.task,

@@ -128,7 +128,7 @@ def export_minari(store: EpisodeStore, out_root: str | Path, dataset_id: str | N
         episode_meta.append({"behaviour": ep.behaviour, "map_seed": ep.map_seed})
     if not buffers:
         raise DatasetError(f"{store.root}: no episodes to export")
-    dt = float(manifest.get("dt") or store.read(int(store.entries()[0]["seed"])).dt)
+    dt = store.dt()
     env = _env(task)
     try:
         with _minari_root(Path(out_root)), warnings.catch_warnings():

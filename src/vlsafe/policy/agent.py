@@ -16,7 +16,7 @@ from vlsafe.policy.objective import discounted_returns
 from vlsafe.worldmodel.rssm import WorldModel
 from vlsafe.worldmodel.train import to_torch
 
-__all__ = ["start_states", "DrivingAgent", "load_driver"]
+__all__ = ["start_states", "POSTERIORS", "DrivingAgent", "load_driver"]
 
 
 @torch.no_grad()

@@ -151,8 +151,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             eps = {int(e["seed"]): store.read(int(e["seed"])) for e in store.entries()}
             seeds = sorted(eps)
             if args.first_cost:  # what a policy's evaluation sees: every episode ends at its first cost
-                p_safe = {s: p_safe[s][:_first_cost(eps[s].cost) + 1] for s in seeds}
-                eps = {s: _cut(eps[s], _first_cost(eps[s].cost)) for s in seeds}
+                ends = {s: _first_cost(eps[s].cost) for s in seeds}
+                p_safe = {s: p_safe[s][:ends[s] + 1] for s in seeds}
+                eps = {s: _cut(eps[s], ends[s]) for s in seeds}
             costs, dt, cond = [eps[s].cost for s in seeds], store.dt(), store.condition()
             q = label_quality([p_safe[s] for s in seeds], costs, dt, signals=[eps[s].signals for s in seeds],
                               intervals=args.intervals)

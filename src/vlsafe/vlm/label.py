@@ -144,13 +144,14 @@ def label_dataset(store: EpisodeStore, scorer: Scorer, prompts: str | PromptSet 
                     signals.append({k: f["signals"][k][()] for k in f["signals"]})
             out.attrs.update(key=key, dataset=checksum, model_id=scorer.model_id, prompts=ps.name,
                              prompt_texts=json.dumps(list(ps.texts)), n_safe=ps.n_safe)
-        quality = label_quality(list(p_all.values()), costs, store.dt(), signals=signals)
+        dt = store.dt()
+        quality = label_quality(list(p_all.values()), costs, dt, signals=signals)
         prov = {
             "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "code_version": code_version(),
             "dataset": {"root": str(store.root), "checksum": checksum, "episodes": len(entries), "frames": total,
                         "bev_size": man.get("bev_size"), "task": man.get("task", {}).get("task"),
                         "variant": man.get("task", {}).get("variant", ""),
-                        "backend": man.get("task", {}).get("backend"), "dt": store.dt()},
+                        "backend": man.get("task", {}).get("backend"), "dt": dt},
             "model": scorer.describe(), "prompts": ps.to_json(), "prob": prob.describe(),
             "run": {"batch_size": batch_size, "seconds_last_run": round(elapsed, 2), "frames_last_run": n},
             "quality": quality,
