@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from vlsafe.config import ConfigError, to_dict
 from vlsafe.data.collect import CollectConfig, collect
 from vlsafe.data.store import EpisodeStore
 from vlsafe.evaluation.evaluate import evaluate_policies, make_env
@@ -16,7 +17,7 @@ from vlsafe.evaluation.runner import run_episode
 from vlsafe.policy import fit, load_policy, resolve_config
 from vlsafe.policy.actor_critic import ImaginationLearner
 from vlsafe.policy.agent import start_states
-from vlsafe.policy.train import Policy
+from vlsafe.policy.train import Policy, _collision_scale, _upgrade_identity
 from vlsafe.training.checkpoint import CheckpointError
 from vlsafe.vlm.label import label_dataset
 from vlsafe.vlm.scorer import load_scorer
@@ -145,6 +146,45 @@ def test_awr_actor_is_the_same_without_the_imagined_critics(world_model, tmp_pat
             torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
     rows = (tmp_path / "auto" / "metrics.jsonl").read_text().splitlines()
     assert "imag/return" not in json.loads(rows[-1])  # nothing imagined was trained, nothing is reported
+
+
+def test_collision_reward_false_takes_only_the_crash_price_out_of_the_data(world_model, tmp_path):
+    """`policy.collision_reward=false`: the data's rewards lose −30·|v| on collision steps and
+    nothing else, and the Monte-Carlo returns are those of the new rewards."""
+    conf = json.loads((world_model / "config.json").read_text())
+    store = EpisodeStore(conf["data"])
+    seeds = [int(e["seed"]) for e in store.entries()]
+    policy = fit(world_model, tmp_path / "p", small(steps=1), **QUIET)
+    torch.manual_seed(0)
+    kept = start_states(policy.world_model, store, seeds)
+    torch.manual_seed(0)
+    unpriced = start_states(policy.world_model, store, seeds, collision_scale=30.0)
+    eps = [store.read(s) for s in seeds]
+    crash = torch.cat([torch.as_tensor(np.append(e.signals["collision"] > 0, False)) for e in eps])
+    speed = torch.cat([torch.as_tensor(np.append(np.abs(e.signals["speed"]), 0.0)).float() for e in eps])
+    assert crash.sum() >= 3, "the fixture's reckless drivers should crash"
+    diff = unpriced["reward"] - kept["reward"]
+    torch.testing.assert_close(diff[crash], 30.0 * speed[crash])
+    assert (diff[~crash] == 0).all()
+    assert (unpriced["return_reward"] >= kept["return_reward"] - 1e-4).all()
+    assert (unpriced["return_cost"] == kept["return_cost"]).all()  # the cost still prices the crash
+    # and the switch reaches fit(): the run trains, its config says so
+    run = fit(world_model, tmp_path / "unpriced", small(steps=2, **{"policy.collision_reward": "false"}), **QUIET)
+    assert run.learner.cfg.collision_reward is False
+    saved = json.loads((tmp_path / "unpriced" / "config.json").read_text())
+    assert saved["identity"]["policy"]["collision_reward"] is False
+    with pytest.raises(ConfigError, match="collision_scale"):  # a dataset that does not say its price
+        _collision_scale(store, {"name": "four-lane"})
+
+
+def test_a_run_saved_before_a_policy_field_existed_reads_as_the_run_it_was():
+    """Resuming compares identities: an identity saved before `collision_reward` existed is the
+    same run as today's default, one saved before `actor_input` existed read all of h_t, z_t."""
+    today = {"policy": to_dict(resolve_config("vl-safe", []).policy), "seed": 0}
+    older = {**today, "policy": {k: v for k, v in today["policy"].items() if k != "collision_reward"}}
+    assert _upgrade_identity(older) == today
+    oldest = {**today, "policy": {k: v for k, v in older["policy"].items() if k != "actor_input"}}
+    assert _upgrade_identity(oldest)["policy"]["actor_input"] == "feat" != today["policy"]["actor_input"]
 
 
 def test_q_first_layer_factorised_equals_the_concatenated_input():

@@ -93,6 +93,11 @@ class PolicyConfig:
     # horizon of the data's cost returns behind A_c and V_b's cost (0: discount_horizon). A short
     # one counts the cost the action can still change, not a crash seconds later it did not cause
     cost_horizon: float = 0.0
+    # False: the data's rewards without their collision term (−30·|v| on a crash), so that only the
+    # cost prices a crash, as in safe RL's separate reward and cost (Safety-Gymnasium, SafeMetaDrive).
+    # It shows what the cost side of w carries when the reward cannot. The world model's reward
+    # head (imagined critics: extraction exact/both, Lagrangian, FOSP) keeps the recorded reward
+    collision_reward: bool = True
     expectile: float = 0.7  # τ of V_r and V_c over the behaviour's actions (V_c upper: pessimistic)
     beta1: float = 6.0  # inverse temperature of the (normalised) reward advantage
     beta2: float = 6.0  # inverse temperature of the (normalised) cost advantage

@@ -21,12 +21,15 @@ __all__ = ["start_states", "POSTERIORS", "DrivingAgent", "load_driver"]
 
 @torch.no_grad()
 def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk: int = 8,
-                 gamma: float = 0.99, cost_gamma: float | None = None) -> dict[str, torch.Tensor]:
+                 gamma: float = 0.99, cost_gamma: float | None = None,
+                 collision_scale: float = 0.0) -> dict[str, torch.Tensor]:
     """Posterior states (M, ...) of every step of the given episodes, with the dataset transition
     that left each one: `action`, `reward`, `cost`, `done` (the episode terminated there),
     `has_next` (False on an episode's last state), `next` (index of the following state), and
     the Monte-Carlo discounted returns `return_reward` (γ = `gamma`) and `return_cost`
-    (γ = `cost_gamma`, `gamma` if None).
+    (γ = `cost_gamma`, `gamma` if None). `collision_scale` > 0 takes the reward's collision term,
+    −collision_scale·|v| on collision steps, back out of the recorded rewards (from the episodes'
+    `speed` and `collision` signals): a reward that does not price a crash, only the cost does.
 
     The world model is frozen while the policy learns, so these are computed once per run
     instead of re-encoding frames at every update (the encoder is most of the cost on a CPU).
@@ -60,12 +63,15 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
             T = e.steps
             pad = lambda a, fill=0: np.concatenate([a, np.full((1,) + a.shape[1:], fill, a.dtype)])  # noqa: E731
             out["action"].append(torch.as_tensor(pad(e.action)))
-            out["reward"].append(torch.as_tensor(pad(e.reward)).float())
+            reward = e.reward
+            if collision_scale > 0:
+                reward = reward + collision_scale * np.abs(e.signals["speed"]) * (e.signals["collision"] > 0)
+            out["reward"].append(torch.as_tensor(pad(reward)).float())
             out["cost"].append(torch.as_tensor(pad(e.cost)).float())
             out["done"].append(torch.as_tensor(pad(e.terminated, True)))
             out["has_next"].append(torch.arange(T + 1) < T)
             out["next"].append(base + torch.clamp(torch.arange(T + 1) + 1, max=T))
-            out["return_reward"].append(torch.as_tensor(pad(discounted_returns(e.reward, e.terminated, gamma))).float())
+            out["return_reward"].append(torch.as_tensor(pad(discounted_returns(reward, e.terminated, gamma))).float())
             out["return_cost"].append(torch.as_tensor(pad(discounted_returns(e.cost, e.terminated, g_cost))).float())
             base += T + 1
     return {k: torch.cat(v) for k, v in out.items()}

@@ -90,7 +90,7 @@ def load_policy(run: str | Path, device: str = "cpu") -> tuple[Policy, dict[str,
     conf = read_json(run / "config.json", "a train-policy run's config", ("identity", "task"))
     try:
         # runs saved before `actor_input`/`value_input` existed read all of h_t, z_t
-        fields = {"actor_input": "feat", "value_input": "feat", **conf["identity"]["policy"]}
+        fields = {**EARLIER_POLICY, **conf["identity"]["policy"]}
         policy = Policy(from_dict(WorldModelConfig, conf["identity"]["world_model"]["model"]),
                         from_dict(PolicyConfig, fields)).to(device)
     except (KeyError, TypeError):
@@ -98,6 +98,32 @@ def load_policy(run: str | Path, device: str = "cpu") -> tuple[Policy, dict[str,
     meta = load_checkpoint(run, policy, device=device)
     policy.learner.load_extra_state(meta["learner"])
     return policy.eval(), conf
+
+
+# policy fields added after runs were on disk, with the value those runs had
+EARLIER_POLICY = {"actor_input": "feat", "value_input": "feat", "collision_reward": True}
+
+
+def _upgrade_identity(ident: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(ident.get("policy"), dict):
+        return ident
+    return {**ident, "policy": {**EARLIER_POLICY, **ident["policy"]}}
+
+
+def _collision_scale(store: EpisodeStore, task: dict) -> float:
+    """The reward's collision scale the data was recorded with, for `policy.collision_reward=false`,
+    checked before any work: the term is taken back out from each step's `speed` and `collision`."""
+    scale = (task.get("reward") or {}).get("collision_scale") if isinstance(task, dict) else None
+    if not isinstance(scale, (int, float)) or scale <= 0:
+        raise ConfigError(f"{store.manifest_path}: policy.collision_reward=false needs task.reward.collision_scale > 0, "
+                          f"got {scale!r}")
+    entries = store.entries()
+    if entries:
+        signals = store.read(int(entries[0]["seed"])).signals
+        if "speed" not in signals or "collision" not in signals:
+            raise ConfigError(f"{store.root}: policy.collision_reward=false needs the episodes' speed and collision "
+                              f"signals, found {sorted(signals)}")
+    return float(scale)
 
 
 def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, device: str = "cpu",
@@ -108,6 +134,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     store = EpisodeStore(wm_conf["data"])
     manifest = store.manifest()
     task = manifest.get("task") or manifest["identity"]["task"]
+    collision_scale = 0.0 if cfg.policy.collision_reward else _collision_scale(store, task)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ident = {"policy": to_dict(cfg.policy), "world_model": {**wm_meta["identity"], "step": wm_meta["step"]},
@@ -119,7 +146,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     opt = learner.make_optimizer()
     rng = np.random.default_rng(cfg.seed)
     step = 0
-    meta = resume_checkpoint(out, ident, policy, opt, device, inputs="world model")
+    meta = resume_checkpoint(out, ident, policy, opt, device, inputs="world model", upgrade=_upgrade_identity)
     if meta is not None:
         learner.load_extra_state(meta["learner"])
         rng.bit_generator.state = meta["start_rng"]
@@ -133,7 +160,8 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # the same posterior samples in a fresh and a resumed run
         torch.manual_seed(cfg.seed)
-        data = start_states(world, store, seeds, gamma=cfg.policy.gamma, cost_gamma=cfg.policy.cost_gamma)
+        data = start_states(world, store, seeds, gamma=cfg.policy.gamma, cost_gamma=cfg.policy.cost_gamma,
+                            collision_scale=collision_scale)
     data = {k: v.to(device) for k, v in data.items()}
     M = len(data["deter"])
     # fixed return scales: the critics regress returns / scale, so that a crash (−390) and an

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import safe_open
@@ -191,13 +191,17 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
 
 
 def resume_checkpoint(folder: Path, identity: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                      device: str | torch.device = "cpu", inputs: str = "dataset") -> dict[str, Any] | None:
+                      device: str | torch.device = "cpu", inputs: str = "dataset",
+                      upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """The checkpoint of an interrupted run in `folder` (None when there is none), after checking
-    it was made with the same `identity` (config and `inputs`); a different run is refused."""
+    it was made with the same `identity` (config and `inputs`); a different run is refused.
+    `upgrade` reads an identity saved before a config field existed as the run it was."""
     folder = Path(folder)
     if not (folder / WEIGHTS).exists() and not (folder / SIDECAR).exists():
         return None
     old = read_checkpoint_meta(folder, repair=True).get("identity", {})
+    if upgrade is not None:
+        old = upgrade(old)
     if old != identity:
         diff = [k for k in identity if old.get(k) != identity[k]]
         raise RunMismatchError(f"{folder}: holds a run with another config or {inputs} (differs in {', '.join(diff)}); "
