@@ -15,7 +15,7 @@ from vlsafe.evaluation.evaluate import evaluate_policies, make_env
 from vlsafe.evaluation.metrics import aggregate
 from vlsafe.evaluation.runner import run_episode
 from vlsafe.policy import fit, load_policy, resolve_config
-from vlsafe.policy.actor_critic import ImaginationLearner
+from vlsafe.policy.actor_critic import ImaginationLearner, method_config
 from vlsafe.policy.agent import start_states
 from vlsafe.policy.train import Policy, _collision_scale, _upgrade_identity
 from vlsafe.training.checkpoint import CheckpointError
@@ -185,6 +185,15 @@ def test_a_run_saved_before_a_policy_field_existed_reads_as_the_run_it_was():
     assert _upgrade_identity(older) == today
     oldest = {**today, "policy": {k: v for k, v in older["policy"].items() if k != "actor_input"}}
     assert _upgrade_identity(oldest)["policy"]["actor_input"] == "feat" != today["policy"]["actor_input"]
+
+
+def test_constant_safety_mixes_the_two_terms_the_same_way_in_every_state():
+    cfg = method_config("vl-safe", safety="constant", p_constant=0.3)
+    learner = ImaginationLearner(cfg, 48, 15, discrete=True, deter=16)
+    p = learner.p_safe(None, torch.randn(7, 48))  # the world model is never asked
+    assert p.shape == (7,) and (p == 0.3).all()
+    with pytest.raises(ConfigError, match="p_constant"):
+        method_config("vl-safe", safety="constant", p_constant=1.5)
 
 
 def test_q_first_layer_factorised_equals_the_concatenated_input():

@@ -73,7 +73,10 @@ __all__ = ["PolicyConfig", "METHODS", "Actor", "ImaginationLearner", "method_con
 @dataclass(frozen=True)
 class PolicyConfig:
     method: str = "vl-safe"
-    safety: str = "vlm"  # where p(s) comes from: vlm (safety head), reachability (1 - V_h), none (p ≡ 1)
+    safety: str = "vlm"  # where p(s) comes from: vlm (safety head), reachability (1 - V_h), none (p ≡ 1), constant
+    # p(s) ≡ p_constant where safety=constant: the ablation "a cost term in w, without the VLM's
+    # per-state judgement" (set it to the mean p(s) of the VLM's runs on the same data)
+    p_constant: float = 0.9
     lagrangian: bool = False  # augmented-Lagrangian penalty on the actor's cost above cost_limit
     # actor fitted on the data's actions with real-return advantages ("awr"), to π* over all
     # actions from the imagined critics ("exact"), or both
@@ -124,8 +127,10 @@ class PolicyConfig:
     critics: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.safety not in ("vlm", "reachability", "none"):
-            raise ConfigError(f"policy.safety: expected vlm, reachability or none, got {self.safety!r}")
+        if self.safety not in ("vlm", "reachability", "none", "constant"):
+            raise ConfigError(f"policy.safety: expected vlm, reachability, none or constant, got {self.safety!r}")
+        if not 0 <= self.p_constant <= 1:
+            raise ConfigError(f"policy.p_constant: expected a probability in [0, 1], got {self.p_constant}")
         if self.extraction not in ("exact", "awr", "both"):
             raise ConfigError(f"policy.extraction: expected exact, awr or both, got {self.extraction!r}")
         if self.anchor not in ("behaviour", "self"):
@@ -296,12 +301,13 @@ class ImaginationLearner(nn.Module):
         return self.q[1:](x[:, None] + acts @ first.weight[:, F_:].T)
 
     def p_safe(self, world_model: WorldModel, feat: torch.Tensor) -> torch.Tensor:
-        """p(s) of the method: the VLM safety head, feasibility 1 - V_h, or 1."""
+        """p(s) of the method: the VLM safety head, feasibility 1 - V_h, a constant, or 1."""
         if self.cfg.safety == "vlm":
             return world_model.p_safe(feat)
         if self.cfg.safety == "reachability":
             return (1 - self.v(feat)[..., 2]).clamp(0, 1)
-        return torch.ones(feat.shape[:-1], device=feat.device)
+        p = self.cfg.p_constant if self.cfg.safety == "constant" else 1.0
+        return torch.full(feat.shape[:-1], p, device=feat.device)
 
     # -- one update ---------------------------------------------------------------------------------
     def update(self, world_model: WorldModel, batch: dict[str, torch.Tensor], nxt: dict[str, torch.Tensor],

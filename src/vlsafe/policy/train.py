@@ -101,7 +101,7 @@ def load_policy(run: str | Path, device: str = "cpu") -> tuple[Policy, dict[str,
 
 
 # policy fields added after runs were on disk, with the value those runs had
-EARLIER_POLICY = {"actor_input": "feat", "value_input": "feat", "collision_reward": True}
+EARLIER_POLICY = {"actor_input": "feat", "value_input": "feat", "collision_reward": True, "p_constant": 0.9}
 
 
 def _upgrade_identity(ident: dict[str, Any]) -> dict[str, Any]:
