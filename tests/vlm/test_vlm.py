@@ -99,7 +99,7 @@ def test_no_training_caption_is_a_paper_prompt_and_concepts_follow_the_scene():
 
 
 def test_horizons_are_seconds_turned_into_steps_per_simulator():
-    from vlsafe.vlm.quality import horizon_steps
+    from vlsafe.data.horizon import horizon_steps
 
     assert [horizon_steps(h, 0.1) for h in (0.2, 0.5, 1.5)] == [2, 5, 15]  # MetaDrive
     assert [horizon_steps(h, 0.2) for h in (0.2, 0.5, 1.5)] == [1, 3, 8]  # highway-env

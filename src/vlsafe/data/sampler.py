@@ -23,6 +23,7 @@ from typing import Iterator
 import h5py
 import numpy as np
 
+from vlsafe.data.horizon import horizon_steps
 from vlsafe.data.store import DatasetError, EpisodeStore
 
 __all__ = ["SequenceSampler"]
@@ -74,7 +75,7 @@ class SequenceSampler:
         else:  # every start whose window ends inside the episode (at least one if shorter)
             self.windows = np.maximum(self.steps - length + 1, 1)
         # global indices of "unsafe" steps: a cost within focus_s seconds ahead, or p(safe) < 0.5
-        focus_steps = round(focus_s / store.dt()) if focus_s else 0
+        focus_steps = horizon_steps(focus_s, store.dt()) if focus_s else 0
         unsafe = []
         for i, small in enumerate(self.small):
             near = np.convolve((small["cost"] > 0).astype(float), np.ones(focus_steps + 1), "full")[focus_steps:]

@@ -49,7 +49,7 @@ class CaptionConfig:
     waiting_speed: float = 1.0  # m/s: slower than this with no danger is 'waiting'
 
     def frames(self, seconds: float, dt: float) -> int:
-        from vlsafe.vlm.quality import horizon_steps
+        from vlsafe.data.horizon import horizon_steps
 
         return horizon_steps(seconds, dt)
 

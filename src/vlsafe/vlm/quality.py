@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlsafe.data.horizon import horizon_steps
 from vlsafe.vlm.captions import cost_at_frames
 
 __all__ = ["HORIZONS_S", "horizon_steps", "horizon_key", "auroc", "auroc_interval", "cost_events", "ece",
@@ -29,14 +30,6 @@ __all__ = ["HORIZONS_S", "horizon_steps", "horizon_key", "auroc", "auroc_interva
            "plot_reliability", "plot_strip", "label_sections"]
 
 HORIZONS_S = (0.2, 0.5, 1.5)  # seconds
-
-
-def horizon_steps(seconds: float, dt: float) -> int:
-    """Frames of a look-ahead of `seconds` at step `dt` (half rounds up; at least 1): MetaDrive's
-    0.1 s gives 2, 5, 15 for HORIZONS_S, highway-env's 0.2 s gives 1, 3, 8."""
-    if not dt > 0:
-        raise ValueError(f"step duration dt must be > 0 s, got {dt}")
-    return max(1, int(np.floor(seconds / dt + 0.5 + 1e-9)))
 
 
 def horizon_key(seconds: float) -> str:
