@@ -20,12 +20,14 @@ entries = store.entries()
 seeds = [int(e["seed"]) for e in entries]
 beh = {int(e["seed"]): e["behaviour"] for e in entries}
 out = {}
-data = None
+data, priced = None, None
 for run in sys.argv[2:]:
     policy, conf = load_policy(run)
     L, wm = policy.learner, policy.world_model
-    if data is None:
-        data = start_states(wm, store, seeds)
+    if data is None or priced != L.cfg.collision_reward:  # the run's own rewards (policy.collision_reward)
+        priced = L.cfg.collision_reward
+        scale = 0.0 if priced else float(store.manifest()["task"]["reward"]["collision_scale"])
+        data = start_states(wm, store, seeds, collision_scale=scale)
         lens = [int(e["steps"]) + 1 for e in entries]
         labels = np.concatenate([[beh[s]] * n for s, n in zip(seeds, lens)])
         valid = data["has_next"].numpy()
@@ -48,5 +50,11 @@ for run in sys.argv[2:]:
                         float((w * low * (labels == "reckless")).sum() / max((w * low).sum(), 1e-9)),
                     "reckless_share_of_states_there": float((low & (labels == "reckless")).sum() / max(low.sum(), 1))}
     row["p_mean"] = float(p[valid].mean())
+    wv = w[valid]
+    row["ess_share"] = float(wv.sum() ** 2 / (wv ** 2).sum() / len(wv))  # effective sample size / states
+    row["at_max_weight"] = float((wv >= L.cfg.max_weight - 1e-6).mean())
+    crash_ep = np.concatenate([[bool((store.read(s).signals["collision"] > 0).any())] * n for s, n in zip(seeds, lens)])
+    row["crash_episodes"] = {"share_of_states": float((crash_ep & valid).mean()),
+                             "share_of_weight": float((w * (crash_ep & valid)).sum() / tot)}
     out[run] = row
     print(run, json.dumps(row, indent=None))
