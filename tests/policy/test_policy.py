@@ -173,6 +173,7 @@ def test_collision_reward_false_takes_only_the_crash_price_out_of_the_data(world
     assert run.learner.cfg.collision_reward is False
     saved = json.loads((tmp_path / "unpriced" / "config.json").read_text())
     assert saved["identity"]["policy"]["collision_reward"] is False
+    assert _collision_scale(store, store.manifest()["task"]) == 30.0  # what fit() takes back out
     with pytest.raises(ConfigError, match="collision_scale"):  # a dataset that does not say its price
         _collision_scale(store, {"name": "four-lane"})
 
