@@ -9,7 +9,6 @@ world model). A diagnostic of how far the VLM's term in w moves the actor, not e
 import json
 import sys
 
-import numpy as np
 import torch
 
 from vlsafe.data.store import EpisodeStore

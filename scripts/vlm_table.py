@@ -33,7 +33,11 @@ def main() -> None:
             if e is None:
                 continue
             v = e["quality"]["vlm"]
-            ci = lambda h: f"{v[h]['auroc']:.3f} [{v[h]['auroc_ci'][0]:.2f}, {v[h]['auroc_ci'][1]:.2f}]" if "auroc_ci" in v[h] else f"{v[h]['auroc']:.3f}"  # noqa: E501,E731
+            def ci(h: str, v: dict = v) -> str:
+                q = v[h]
+                if "auroc_ci" not in q:
+                    return f"{q['auroc']:.3f}"
+                return f"{q['auroc']:.3f} [{q['auroc_ci'][0]:.2f}, {q['auroc_ci'][1]:.2f}]"
             suite = e.get("suite", {})
             s15 = {n: q["1.5s"]["auroc"] for n, q in suite.items()}
             st = f"{np.mean(list(s15.values())):.3f} / {min(s15.values()):.3f}" if s15 else "–"
