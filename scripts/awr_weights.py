@@ -18,7 +18,16 @@ torch.set_num_threads(1)
 store = EpisodeStore(sys.argv[1])
 entries = store.entries()
 seeds = [int(e["seed"]) for e in entries]
-beh = {int(e["seed"]): e["behaviour"] for e in entries}
+lens = [int(e["steps"]) + 1 for e in entries]
+labels = np.concatenate([[e["behaviour"]] * n for e, n in zip(entries, lens)])
+
+
+def crashed(seed: int) -> bool:
+    with store.open(seed) as f:  # the collision signal only, not the frames
+        return bool((f["signals"]["collision"][()] > 0).any())
+
+
+crash_ep = np.concatenate([[crashed(s)] * n for s, n in zip(seeds, lens)])
 out = {}
 data, priced = None, None
 for run in sys.argv[2:]:
@@ -28,8 +37,6 @@ for run in sys.argv[2:]:
         priced = L.cfg.collision_reward
         scale = 0.0 if priced else float(store.manifest()["task"]["reward"]["collision_scale"])
         data = start_states(wm, store, seeds, collision_scale=scale)
-        lens = [int(e["steps"]) + 1 for e in entries]
-        labels = np.concatenate([[beh[s]] * n for s, n in zip(seeds, lens)])
         valid = data["has_next"].numpy()
     with torch.no_grad():
         feat = wm.feat({"deter": data["deter"], "stoch": data["stoch"]})
@@ -53,7 +60,6 @@ for run in sys.argv[2:]:
     wv = w[valid]
     row["ess_share"] = float(wv.sum() ** 2 / (wv ** 2).sum() / len(wv))  # effective sample size / states
     row["at_max_weight"] = float((wv >= L.cfg.max_weight - 1e-6).mean())
-    crash_ep = np.concatenate([[bool((store.read(s).signals["collision"] > 0).any())] * n for s, n in zip(seeds, lens)])
     row["crash_episodes"] = {"share_of_states": float((crash_ep & valid).mean()),
                              "share_of_weight": float((w * (crash_ep & valid)).sum() / tot)}
     out[run] = row

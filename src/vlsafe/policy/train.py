@@ -82,24 +82,6 @@ class Policy(nn.Module):
         self.world_model.requires_grad_(False)
 
 
-def load_policy(run: str | Path, device: str = "cpu") -> tuple[Policy, dict[str, Any]]:
-    """A trained policy and its run config (task, method, world model) from a train-policy folder."""
-    run = Path(run)
-    if not (run / "config.json").exists() or not (run / "checkpoint.json").exists():
-        raise CheckpointError(f"{run}: no config.json/checkpoint.json (is this a train-policy run folder?)")
-    conf = read_json(run / "config.json", "a train-policy run's config", ("identity", "task"))
-    try:
-        # runs saved before `actor_input`/`value_input` existed read all of h_t, z_t
-        fields = {**EARLIER_POLICY, **conf["identity"]["policy"]}
-        policy = Policy(from_dict(WorldModelConfig, conf["identity"]["world_model"]["model"]),
-                        from_dict(PolicyConfig, fields)).to(device)
-    except (KeyError, TypeError):
-        raise CheckpointError(f"{run}/config.json: no policy identity (is this a train-policy run folder?)") from None
-    meta = load_checkpoint(run, policy, device=device)
-    policy.learner.load_extra_state(meta["learner"])
-    return policy.eval(), conf
-
-
 # policy fields added after runs were on disk, with the value those runs had
 EARLIER_POLICY = {"actor_input": "feat", "value_input": "feat", "collision_reward": True, "p_constant": 0.9}
 
@@ -108,6 +90,23 @@ def _upgrade_identity(ident: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(ident.get("policy"), dict):
         return ident
     return {**ident, "policy": {**EARLIER_POLICY, **ident["policy"]}}
+
+
+def load_policy(run: str | Path, device: str = "cpu") -> tuple[Policy, dict[str, Any]]:
+    """A trained policy and its run config (task, method, world model) from a train-policy folder."""
+    run = Path(run)
+    if not (run / "config.json").exists() or not (run / "checkpoint.json").exists():
+        raise CheckpointError(f"{run}: no config.json/checkpoint.json (is this a train-policy run folder?)")
+    conf = read_json(run / "config.json", "a train-policy run's config", ("identity", "task"))
+    try:
+        fields = _upgrade_identity(conf["identity"])["policy"]  # a run saved before a field existed
+        policy = Policy(from_dict(WorldModelConfig, conf["identity"]["world_model"]["model"]),
+                        from_dict(PolicyConfig, fields)).to(device)
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError(f"{run}/config.json: no policy identity (is this a train-policy run folder?)") from None
+    meta = load_checkpoint(run, policy, device=device)
+    policy.learner.load_extra_state(meta["learner"])
+    return policy.eval(), conf
 
 
 def _collision_scale(store: EpisodeStore, task: dict) -> float:
@@ -119,10 +118,11 @@ def _collision_scale(store: EpisodeStore, task: dict) -> float:
                           f"got {scale!r}")
     entries = store.entries()
     if entries:
-        signals = store.read(int(entries[0]["seed"])).signals
+        with store.open(int(entries[0]["seed"])) as f:  # the signals' names only, not the frames
+            signals = sorted(f["signals"]) if "signals" in f else []
         if "speed" not in signals or "collision" not in signals:
             raise ConfigError(f"{store.root}: policy.collision_reward=false needs the episodes' speed and collision "
-                              f"signals, found {sorted(signals)}")
+                              f"signals, found {signals}")
     return float(scale)
 
 
