@@ -194,6 +194,35 @@ def test_drive_clip_ranks_two_overlapping_cars_below_an_empty_road(model):
     assert "heldout" in man and not list(model.glob("*.pt")) and not list(model.glob("*.pkl"))
 
 
+def test_tuned_text_layers_ship_in_the_model_and_are_read_back(hw, scripted, tmp_path):
+    """text_layers=1: MiniLM's top layer trains, ships in model.safetensors as text.*, and a scorer
+    loaded from disk embeds prompts with it (not with the package's frozen tower)."""
+    from safetensors.torch import load_file, save_file
+
+    from vlsafe.config import from_dict
+    from vlsafe.vlm.drive_clip import DriveClipConfig, DriveClipScorer, TextTower, train
+
+    out = train([hw, scripted], tmp_path / "tuned", from_dict(DriveClipConfig, {**TRAIN, "steps": 30, "text_layers": 1}),
+                **QUIET)
+    weights = load_file(str(out / "model.safetensors"))
+    text_keys = {k for k in weights if k.startswith("text.")}
+    assert text_keys and all(k.startswith("text.encoder.layer.5.") for k in text_keys)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["text_tower"]["trained_layers"] == 1 and man["config"]["text_layers"] == 1
+    frozen = TextTower()
+    scorer = DriveClipScorer(out, text=frozen)  # a shared frozen tower must not stand in for the tuned one
+    texts = [T1, T2]
+    tuned = scorer.encode_texts(texts)
+    assert np.allclose(tuned, TextTower(tuned={k[5:]: v for k, v in weights.items() if k in text_keys}).encode(texts))
+    assert np.abs(tuned - frozen.encode(texts)).max() > 1e-3, "the trained layer did not move"
+    p = score_frames(scorer, hw.read(int(hw.entries()[0]["seed"])).bev[:8], "paper-v1").p_safe
+    assert p.shape == (8,) and np.all((p >= 0) & (p <= 1))
+
+    save_file({k: v for k, v in weights.items() if k not in text_keys}, str(out / "model.safetensors"))
+    with pytest.raises(ConfigError, match="text_layers=1 but 0 tuned text tensors"):
+        DriveClipScorer(out)
+
+
 def test_packaged_default_drive_clip_loads_offline_and_ranks_the_same_way():
     from vlsafe.vlm.drive_clip import DEFAULT_MODEL
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from vlsafe.vlm.prompts import PROMPT_SETS
 
-__all__ = ["CaptionConfig", "CONCEPTS", "GENERIC", "SAFE_CONCEPTS", "frame_signals", "frame_concepts", "phrasings",
+__all__ = ["CaptionConfig", "CONCEPTS", "GENERIC", "NEGATED", "SAFE_CONCEPTS", "frame_signals", "frame_concepts", "phrasings",
            "all_captions", "assert_no_paper_prompts", "cost_at_frames"]
 
 
@@ -115,17 +115,32 @@ GENERIC: dict[str, tuple[str, ...]] = {
                "is getting into trouble", "is in peril", "drives in a reckless way", "is in a scary situation",
                "is headed for a collision or leaving the road"),
 }
+# Optional negated hard negatives (DriveClipConfig.negated_phrasings): the unsafe concepts'
+# predicates above, negated, as captions of safe frames, so "not / no / without <hazard>" has to be
+# read rather than matched on the hazard word. Derived from the caption predicates only, never from
+# an evaluation prompt; chosen on the development suites (whose weakest pair is a negation).
+NEGATED: tuple[str, ...] = (
+    "has not crashed into any car", "is not colliding with another vehicle", "is not in a car crash",
+    "does not hit any vehicle", "has no collision with traffic", "is nowhere near a collision",
+    "will not hit the car ahead", "is not on a collision course", "can stop well before any other car",
+    "is not dangerously close to any car", "has no near miss", "is not squeezed next to another car",
+    "is not tailgating anyone", "does not follow the car in front too closely", "is not closing in on the car ahead",
+    "is not drifting out of its lane", "does not cross the lane markings", "is not veering out of its lane",
+    "is not leaving the road", "does not drive off the road", "has not left the pavement",
+    "is not driving dangerously", "is not in an unsafe situation", "is at no risk of a crash",
+    "is not heading for trouble", "faces no dangerous situation",
+)
 _SUBJECTS = ("the red car", "the red vehicle", "the ego car", "our red car", "the car in red", "the red automobile",
              "the controlled car", "the red one in the middle")
 _FRAMES = ("{s} {p}.", "bird's-eye view: {s} {p}.", "a top-down traffic scene where {s} {p}.",
            "seen from above, {s} {p}.", "in this map view {s} {p}.", "{s} {p}, viewed from overhead.")
 
 
-def phrasings(concept: str, limit: int = 0, generic: bool = False) -> list[str]:
+def phrasings(concept: str, limit: int = 0, generic: bool = False, negated: bool = False) -> list[str]:
     """Every phrasing of a concept (subject x predicate x framing), in a fixed order; `limit` keeps a
-    spread-out subset; `generic` adds the GENERIC paraphrases."""
+    spread-out subset; `generic` adds the GENERIC paraphrases, `negated` the NEGATED ones to 'safe'."""
     _, preds = CONCEPTS[concept]
-    preds = preds + (GENERIC.get(concept, ()) if generic else ())
+    preds = preds + (GENERIC.get(concept, ()) if generic else ()) + (NEGATED if negated and concept == "safe" else ())
     out = []
     for frame, subj, pred in itertools.product(_FRAMES, _SUBJECTS, preds):
         text = frame.format(s=subj, p=pred)
@@ -136,8 +151,8 @@ def phrasings(concept: str, limit: int = 0, generic: bool = False) -> list[str]:
     return out
 
 
-def all_captions(limit: int = 0, generic: bool = False) -> dict[str, list[str]]:
-    return {c: phrasings(c, limit, generic) for c in CONCEPTS}
+def all_captions(limit: int = 0, generic: bool = False, negated: bool = False) -> dict[str, list[str]]:
+    return {c: phrasings(c, limit, generic, negated) for c in CONCEPTS}
 
 
 def _norm(text: str) -> str:

@@ -129,7 +129,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from vlsafe.config import ConfigError
     from vlsafe.data.store import DatasetError, EpisodeStore
     from vlsafe.vlm.label import label_dataset, read_labels
-    from vlsafe.vlm.prompts import DEV_SUITE, HELDOUT_SUITE, get_prompt_set
+    from vlsafe.vlm.prompts import SUITES, get_prompt_set
     from vlsafe.vlm.quality import format_quality, label_quality, plot_reliability, plot_strip
 
     out = Path(args.out)
@@ -142,7 +142,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         scorer = _scorer(args)
         ps = get_prompt_set(args.prompts)
         prob = resolve_prob(scorer, args.prob, ps.name)
-        suite = [get_prompt_set(n) for n in {"heldout": HELDOUT_SUITE, "dev": DEV_SUITE, None: ()}[args.suite]]
+        suite = [get_prompt_set(n) for n in SUITES.get(args.suite, ())]
         out.mkdir(parents=True, exist_ok=True)
         for path in args.data:
             store = EpisodeStore(path)
@@ -264,8 +264,9 @@ def add_commands(sub) -> None:
     e = vsub.add_parser("eval", help="label quality (AUROC, ECE for 0.2, 0.5, 1.5 s) against real cost, with plots")
     e.add_argument("data", nargs="+", help="dataset folders (held-out episodes)")
     _scorer_args(e)
-    e.add_argument("--suite", nargs="?", const="heldout", choices=["heldout", "dev"],
-                   help="also score a prompt suite (mean and worst pair): heldout (report only) or dev (model choice)")
+    e.add_argument("--suite", nargs="?", const="heldout", choices=["heldout", "dev", "heldout-v2", "dev-v2"],
+                   help="also score a prompt suite (mean and worst pair): heldout / heldout-v2 (report only) or "
+                        "dev / dev-v2 (model choice)")
     e.add_argument("--intervals", type=int, default=200, help="episode-resampled draws for AUROC intervals (0: none)")
     e.add_argument("--first-cost", action="store_true",
                    help="score each episode only up to its first cost (datasets run on past a crash; a policy's "

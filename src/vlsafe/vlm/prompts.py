@@ -15,7 +15,8 @@ from pathlib import Path
 
 from vlsafe.config import ConfigError, closest
 
-__all__ = ["PromptSet", "PROMPT_SETS", "DEFAULT_PROMPTS", "HELDOUT_SUITE", "DEV_SUITE", "get_prompt_set", "T1", "T2"]
+__all__ = ["PromptSet", "PROMPT_SETS", "DEFAULT_PROMPTS", "HELDOUT_SUITE", "DEV_SUITE", "HELDOUT_SUITE_V2", "DEV_SUITE_V2",
+           "SUITES", "get_prompt_set", "T1", "T2"]
 
 T1 = "red vehicle is driving safely with no car accidents."
 T2 = "The red car is deviating from its trajectory, driving off the road, or encountering an accident."
@@ -86,6 +87,53 @@ _DEV_PAIRS = (
 DEV_SUITE = tuple(f"dev-v1-{i + 1}" for i in range(len(_DEV_PAIRS)))
 for _name, (_safe, _unsafe) in zip(DEV_SUITE, _DEV_PAIRS):
     PROMPT_SETS[_name] = PromptSet(_name, (_safe,), (_unsafe,), note="development prompt suite: model choice only")
+# Suites v2 (2026-11-25): 16 pairs written by a writer who saw no caption, no code and no result
+# (prompted only with what the pictures show and "write as different users would"), split 8/8 at
+# random (numpy seed 14) into a development and a held-out half before any model was trained
+# with them in the registry. heldout-v1 had by then been looked at while choosing; heldout-v2 had not.
+_DEV_PAIRS_V2 = (
+    ('A top-down view of a red vehicle staying well inside its lane on the road.',
+     'A top-down view of a red vehicle drifting off the edge of the road.'),
+    ('The vehicle in red is not in any danger.',
+     'The vehicle in red is in serious danger.'),
+    ('red car cruising along, plenty of space around it',
+     'red car boxed in, about to get hit'),
+    ('The ego vehicle crosses the intersection safely without conflict.',
+     'The ego vehicle is crashing at the intersection.'),
+    ('My car stays on the road and between the lane lines.',
+     'My car has left the road.'),
+    ('The red car is not near any other vehicles.',
+     'The red car is dangerously close to other vehicles.'),
+    ('A safe driving situation for the ego car.',
+     'A dangerous driving situation for the ego car.'),
+    ('The red automobile maintains adequate clearance from the road boundary.',
+     'The red automobile is crossing over the road boundary.'),
+)
+_HELDOUT_PAIRS_V2 = (
+    ('The red car is driving safely in its lane.',
+     'The red car is about to crash into another car.'),
+    ('My car keeps a safe distance from the cars ahead.',
+     'My car is way too close to the car in front.'),
+    ('No collision here, the ego car is fine.',
+     'The ego car is colliding with a green car.'),
+    ('The car in the middle has lots of room between it and the others.',
+     'The car in the middle is touching the blue car next to it.'),
+    ('Everything looks normal for the red car.',
+     'The red car is heading straight for a collision with oncoming traffic.'),
+    ("Bird's-eye view: the red car is at a safe following distance, no risk of a rear-end collision.",
+     "Bird's-eye view: the red car is tailgating and will rear-end the car ahead."),
+    ('the red one is chilling in its lane, nothing to worry about',
+     'yikes, the red one just smashed into a green car'),
+    ('No cars are on a collision course with the vehicle in red.',
+     'A green car is about to side-swipe the vehicle in red.'),
+)
+DEV_SUITE_V2 = tuple(f"dev-v2-{i + 1}" for i in range(len(_DEV_PAIRS_V2)))
+HELDOUT_SUITE_V2 = tuple(f"heldout-v2-{i + 1}" for i in range(len(_HELDOUT_PAIRS_V2)))
+for _names, _pairs, _note in ((DEV_SUITE_V2, _DEV_PAIRS_V2, "development prompt suite v2: model choice only"),
+                              (HELDOUT_SUITE_V2, _HELDOUT_PAIRS_V2, "held-out prompt suite v2: never trained on")):
+    for _name, (_safe, _unsafe) in zip(_names, _pairs):
+        PROMPT_SETS[_name] = PromptSet(_name, (_safe,), (_unsafe,), note=_note)
+SUITES = {"heldout": HELDOUT_SUITE, "dev": DEV_SUITE, "heldout-v2": HELDOUT_SUITE_V2, "dev-v2": DEV_SUITE_V2}
 DEFAULT_PROMPTS = "paper-v1"
 
 
