@@ -9,8 +9,9 @@ layers (from their pretrained weights, at `text_lr`), because a frozen mean-pool
 cannot be re-read by any linear map on top (scripts/text_probe.py): a negation or an idiom
 ("out of harm's way") needs the tokens' attention to change. The tuned layers ship in the model's
 safetensors (`text.*`); the rest of MiniLM still comes from the package. The paper's prompts are
-never trained on, so `paper-v1` scores test whether the space transfers. Honest scope: this is a domain VLM distilled from simulator semantics on
-64 px frames, not a web-scale CLIP; it knows what our BEV pictures show and nothing else.
+never trained on, so `paper-v1` scores test whether the space transfers. Honest scope: this is a
+domain VLM distilled from simulator semantics on 64 px frames, not a web-scale CLIP; it knows what
+our BEV pictures show and nothing else.
 
 Loss: for each frame, a softmax over one sampled phrasing per concept (image -> text), with the
 target spread uniformly over the frame's concepts, plus the text -> image direction over the
