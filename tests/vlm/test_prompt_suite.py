@@ -15,7 +15,7 @@ import torch
 
 from vlsafe.vlm import captions as cap
 from vlsafe.vlm.drive_clip import DEFAULT_MODEL, PACKAGED, load_scorer
-from vlsafe.vlm.prompts import DEV_SUITE, HELDOUT_SUITE, get_prompt_set
+from vlsafe.vlm.prompts import DEV_SUITE, DEV_SUITE_V2, HELDOUT_SUITE, HELDOUT_SUITE_V2, get_prompt_set
 from vlsafe.vlm.quality import auroc
 from vlsafe.vlm.scorer import similarities_to_p_safe
 
@@ -28,10 +28,12 @@ def suite_frames():
         return z["frames"], z["collision"], z["condition"]
 
 
-@pytest.fixture(scope="module", params=sorted(PACKAGED))
-def packaged_scorer(request):
+@pytest.fixture(scope="module")
+def packaged():
+    """Each packaged model loaded once, on first use."""
     torch.set_num_threads(1)
-    return load_scorer(request.param, threads=1)
+    cache: dict = {}
+    return lambda name: cache.setdefault(name, load_scorer(name, threads=1))
 
 
 def test_packaged_models_load_offline_by_name(monkeypatch):
@@ -50,26 +52,31 @@ def test_the_fixture_has_both_simulators_and_both_kinds(suite_frames):
 
 
 def test_no_suite_prompt_is_a_training_caption():
-    suite = {t.lower().strip(" .") for n in HELDOUT_SUITE + DEV_SUITE for t in get_prompt_set(n).texts}
-    captions = {t.lower().strip(" .") for texts in cap.all_captions(generic=True).values() for t in texts}
-    assert len(suite) == 2 * len(HELDOUT_SUITE + DEV_SUITE) and not suite & captions
+    names = HELDOUT_SUITE + DEV_SUITE + HELDOUT_SUITE_V2 + DEV_SUITE_V2
+    suite = {t.lower().strip(" .") for n in names for t in get_prompt_set(n).texts}
+    captions = {t.lower().strip(" .") for texts in cap.all_captions(generic=True, negated=True).values() for t in texts}
+    assert len(suite) == 2 * len(names) and not suite & captions
     assert len(cap.phrasings("unsafe", generic=True)) > len(cap.phrasings("unsafe"))
 
 
-# Known failure, kept visible: pair 4's safe prompt "... out of harm's way" sits nearer collision
-# frames than clear-road ones (the frozen MiniLM text tower reads "harm", not its negation); AUROC
-# 0.14 / 0.09 (MetaDrive / highway-env) with drive-clip-v1 and 0.15 / 0.05 with v2 on this set.
-# strict: the day a model gets it right, this xfail fails and must be removed.
-KNOWN_FAILURES = {"heldout-v1-4"}
+# Known failures, kept visible: a safe prompt that negates a hazard ("... out of harm's way",
+# "no risk of a rear-end collision") sits nearer collision frames than clear-road ones: the frozen
+# MiniLM text tower reads the hazard word, not its negation. AUROC MetaDrive / highway-env on this set:
+# heldout-v1-4 0.14 / 0.09 (v1), 0.15 / 0.05 (v2); heldout-v2-6 0.24 / 0.35 (v1), 0.20 / 0.40 (v2).
+# strict: the day a model gets one right, its xfail fails and must be removed.
+KNOWN_FAILURES = {(m, n) for m in ("drive-clip-v1", "drive-clip-v2") for n in ("heldout-v1-4", "heldout-v2-6")}
+CASES = [(m, n) for m in sorted(PACKAGED) for n in HELDOUT_SUITE + HELDOUT_SUITE_V2]
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="negation in the text tower"))
-                                  if n in KNOWN_FAILURES else n for n in HELDOUT_SUITE])
-def test_every_held_out_pair_ranks_collisions_below_clear_road(name, suite_frames, packaged_scorer):
+@pytest.mark.parametrize("model,name", [
+    pytest.param(m, n, marks=pytest.mark.xfail(strict=True, reason="negation in the text tower"))
+    if (m, n) in KNOWN_FAILURES else (m, n) for m, n in CASES])
+def test_every_held_out_pair_ranks_collisions_below_clear_road(model, name, suite_frames, packaged):
     frames, collision, condition = suite_frames
+    scorer = packaged(model)
     ps = get_prompt_set(name)
-    sims = packaged_scorer.similarities(frames, packaged_scorer.encode_texts(ps.texts))
-    p = similarities_to_p_safe(sims, ps.n_safe, packaged_scorer.logit_scale)
+    sims = scorer.similarities(frames, scorer.encode_texts(ps.texts))
+    p = similarities_to_p_safe(sims, ps.n_safe, scorer.logit_scale)
     for backend in ("metadrive", "highway"):  # per simulator, so one cannot carry the other
         m = np.array([c.endswith(backend) for c in condition])
         assert auroc(1 - p[m], collision[m]) >= AUROC_FLOOR, f"{name} on {backend}"

@@ -456,10 +456,11 @@ class DriveClipScorer:
 
 
 ASSETS = Path(__file__).parent / "assets"
-PACKAGED = {name: ASSETS / name for name in ("drive-clip-v1", "drive-clip-v2")}
+PACKAGED = {name: ASSETS / name for name in ("drive-clip-v1", "drive-clip-v2", "drive-clip-v3")}
 """Models shipped in the package, loadable by name (`--model drive-clip-v1`); each manifest says what
 it was trained on. v1: MetaDrive frames of the four tasks; v2: both simulators, all four tasks,
-look-aheads in seconds, hard-negative concepts and paraphrase augmentation."""
+look-aheads in seconds, hard-negative concepts and paraphrase augmentation; v3: v2 with MiniLM's top
+two layers trained too."""
 DEFAULT_MODEL = PACKAGED["drive-clip-v1"]
 
 
