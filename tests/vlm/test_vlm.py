@@ -221,6 +221,8 @@ def test_tuned_text_layers_ship_in_the_model_and_are_read_back(hw, scripted, tmp
     save_file({k: v for k, v in weights.items() if k not in text_keys}, str(out / "model.safetensors"))
     with pytest.raises(ConfigError, match="text_layers=1 but 0 tuned text tensors"):
         DriveClipScorer(out)
+    with pytest.raises(ConfigError, match="text_layers must be in 0..6"):
+        DriveClipConfig(text_layers=7)
 
 
 def test_packaged_default_drive_clip_loads_offline_and_ranks_the_same_way():
