@@ -218,6 +218,10 @@ def test_tuned_text_layers_ship_in_the_model_and_are_read_back(hw, scripted, tmp
     p = score_frames(scorer, hw.read(int(hw.entries()[0]["seed"])).bev[:8], "paper-v1").p_safe
     assert p.shape == (8,) and np.all((p >= 0) & (p <= 1))
 
+    save_file({**weights, "text.encoder.layer.0.output.dense.bias": weights[next(iter(text_keys))].clone()},
+              str(out / "model.safetensors"))
+    with pytest.raises(ConfigError, match="not in the top 1 MiniLM layer"):
+        DriveClipScorer(out)
     save_file({k: v for k, v in weights.items() if k not in text_keys}, str(out / "model.safetensors"))
     with pytest.raises(ConfigError, match="text_layers=1 but 0 tuned text tensors"):
         DriveClipScorer(out)

@@ -424,6 +424,10 @@ class DriveClipScorer:
             if bool(self._tuned_text) != bool(self.config.text_layers):
                 raise KeyError(f"config text_layers={self.config.text_layers} but {len(self._tuned_text)} "
                                f"tuned text tensors in model.safetensors")
+            top = tuple(f"encoder.layer.{i}." for i in range(6 - self.config.text_layers, 6))  # MiniLM-L6
+            stray = [k for k in self._tuned_text if not k.startswith(top)]
+            if stray:
+                raise KeyError(f"text.{stray[0]} is not in the top {self.config.text_layers} MiniLM layer(s)")
             model.load_state_dict({k: v.float() for k, v in weights.items()  # the packaged models are float16
                                    if not k.startswith("text.")})
             str(self.manifest["model_sha256"])
