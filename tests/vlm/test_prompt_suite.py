@@ -33,7 +33,12 @@ def packaged():
     """Each packaged model loaded once, on first use."""
     torch.set_num_threads(1)
     cache: dict = {}
-    return lambda name: cache.setdefault(name, load_scorer(name, threads=1))
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = load_scorer(name, threads=1)
+        return cache[name]
+    return get
 
 
 def test_packaged_models_load_offline_by_name(monkeypatch):

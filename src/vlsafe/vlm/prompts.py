@@ -74,8 +74,6 @@ _HELDOUT_PAIRS = (
      "the red car is crashing, swerving off the road or cutting someone off."),
 )
 HELDOUT_SUITE = tuple(f"heldout-v1-{i + 1}" for i in range(len(_HELDOUT_PAIRS)))
-for _name, (_safe, _unsafe) in zip(HELDOUT_SUITE, _HELDOUT_PAIRS):
-    PROMPT_SETS[_name] = PromptSet(_name, (_safe,), (_unsafe,), note="held-out prompt suite: never trained on")
 # The development suite: other plain-words pairs, for choosing between trained models on
 # development data; the held-out suite above is only ever reported.
 _DEV_PAIRS = (
@@ -85,8 +83,6 @@ _DEV_PAIRS = (
     ("nothing is wrong with how the red car is driving.", "the red car is driving badly and might crash."),
 )
 DEV_SUITE = tuple(f"dev-v1-{i + 1}" for i in range(len(_DEV_PAIRS)))
-for _name, (_safe, _unsafe) in zip(DEV_SUITE, _DEV_PAIRS):
-    PROMPT_SETS[_name] = PromptSet(_name, (_safe,), (_unsafe,), note="development prompt suite: model choice only")
 # Suites v2 (2026-11-25): 16 pairs written by a writer who saw no caption, no code and no result
 # (prompted only with what the pictures show and "write as different users would"), split 8/8 at
 # random (numpy seed 14) into a development and a held-out half before any model was trained
@@ -129,7 +125,9 @@ _HELDOUT_PAIRS_V2 = (
 )
 DEV_SUITE_V2 = tuple(f"dev-v2-{i + 1}" for i in range(len(_DEV_PAIRS_V2)))
 HELDOUT_SUITE_V2 = tuple(f"heldout-v2-{i + 1}" for i in range(len(_HELDOUT_PAIRS_V2)))
-for _names, _pairs, _note in ((DEV_SUITE_V2, _DEV_PAIRS_V2, "development prompt suite v2: model choice only"),
+for _names, _pairs, _note in ((HELDOUT_SUITE, _HELDOUT_PAIRS, "held-out prompt suite: never trained on"),
+                              (DEV_SUITE, _DEV_PAIRS, "development prompt suite: model choice only"),
+                              (DEV_SUITE_V2, _DEV_PAIRS_V2, "development prompt suite v2: model choice only"),
                               (HELDOUT_SUITE_V2, _HELDOUT_PAIRS_V2, "held-out prompt suite v2: never trained on")):
     for _name, (_safe, _unsafe) in zip(_names, _pairs):
         PROMPT_SETS[_name] = PromptSet(_name, (_safe,), (_unsafe,), note=_note)
