@@ -16,7 +16,7 @@ from vlsafe.config import ConfigError, apply_overrides, closest, from_dict
 from vlsafe.envs.bev import BEVConfig
 from vlsafe.envs.reward import CostConfig, RewardConfig
 
-__all__ = ["TASKS", "VARIANTS", "BACKEND_NAMES", "ObservationConfig", "TaskConfig", "task_config", "gym_id",
+__all__ = ["TASKS", "TASK_DEFAULTS", "VARIANTS", "BACKEND_NAMES", "ObservationConfig", "TaskConfig", "task_config", "gym_id",
            "parse_task", "all_task_ids"]
 
 TASKS: dict[str, str] = {
@@ -34,6 +34,10 @@ VARIANTS: dict[str, dict] = {
     "unseen": {"map_seed_start": 10_000},
 }
 BACKEND_NAMES = {"metadrive": "MetaDrive", "highway": "Highway"}
+# Per-task defaults that differ from TaskConfig's. Navigation routes run up to ~430 m (MetaDrive) and
+# ~500 m (highway-env): with the expert's slow-down in curves and at junctions that is up to ~75 s,
+# more than 500 steps of 0.1 s, so an expert that never crashed still timed out on 1 route in 5.
+TASK_DEFAULTS: dict[str, dict] = {"navigation": {"max_steps": 1000}}
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class TaskConfig:
     traffic_density: float = 0.15  # expected vehicles per 10 m of lane
     map_seed_start: int = 0
     num_maps: int = 1000  # episode seed s drives on map map_seed_start + s % num_maps
-    max_steps: int = 500
+    max_steps: int = 500  # navigation: 1000 (TASK_DEFAULTS)
     action: Literal["discrete", "continuous"] = "discrete"
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -105,7 +109,7 @@ def task_config(name: str = "four-lane", backend: str = "metadrive", variant: st
     if backend not in BACKEND_NAMES:
         raise ConfigError(f"unknown backend {backend!r}{closest(backend, BACKEND_NAMES)}; valid backends: "
                           f"{', '.join(BACKEND_NAMES)}")
-    data = {"task": task, "backend": backend, "variant": variant, **VARIANTS[variant]}
+    data = {"task": task, "backend": backend, "variant": variant, **TASK_DEFAULTS.get(task, {}), **VARIANTS[variant]}
     cfg = from_dict(TaskConfig, data)
     if fields:
         cfg = from_dict(TaskConfig, {**dataclasses.asdict(cfg), **fields})

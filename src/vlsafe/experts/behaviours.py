@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from vlsafe.config import ConfigError, closest
-from vlsafe.envs.actions import DISCRETE_ACTIONS
+from vlsafe.envs.actions import DISCRETE_ACTIONS, nearest_discrete
 from vlsafe.envs.safety import TTC_MAX, safety_signals
 from vlsafe.envs.scene import Scene
 from vlsafe.experts.route_follower import RouteFollower, RouteFollowerConfig, to_action
@@ -44,9 +44,10 @@ class ExpertDriver:
         self.rng = np.random.default_rng(0)
         self.offset = 0.0  # target lateral offset from the route, in metres (+ left)
         self.cooldown = 0
+        self.steer_residual = 0.0  # discrete steering's accumulated rounding error
 
     def reset(self, rng: np.random.Generator) -> None:
-        self.rng, self.offset, self.cooldown = rng, 0.0, 0
+        self.rng, self.offset, self.cooldown, self.steer_residual = rng, 0.0, 0, 0.0
 
     @staticmethod
     def _straight_ahead(base) -> bool:
@@ -89,7 +90,17 @@ class ExpertDriver:
         return self.follower.controls(scene, base.route_s, self.offset)
 
     def act(self, env):
-        return to_action(env.unwrapped.config.action, *self.controls(env))
+        """The controls as an action. With the 15 discrete actions, steering has five levels
+        (0, ±0.2, ±0.6): a curve that needs 0.35 would be driven at 0.2 and cut into the next lane,
+        so the rounding error is carried to the next step (error diffusion) and the mean steering is
+        the one asked for."""
+        acc, steer = self.controls(env)
+        if env.unwrapped.config.action != "discrete":
+            return to_action("continuous", acc, steer)
+        want = steer + self.steer_residual
+        i = nearest_discrete(acc, want)
+        self.steer_residual = float(np.clip(want - DISCRETE_ACTIONS[i, 1], -0.4, 0.4))
+        return i
 
 
 class NoisyDriver(ExpertDriver):
