@@ -228,6 +228,12 @@ CASES = [
      "action=discrete: iql has continuous actions only"),
     ("precision-typo/train-wm", nothing, ["train-wm", "{w}/ds", "--out", "{w}/run", "--set", "precision=fp16"],
      "precision: expected one of auto, fp32, bf16, got 'fp16'"),
+    ("negative-steps/train-wm", nothing, ["train-wm", "{w}/ds", "--out", "{w}/run", "--steps", "-1"],
+     "train-wm: steps, batch_size, log_every, checkpoint_every must be >= 1, seq_len >= 2, held_out_every and "
+     "threads >= 0: steps (got -1)"),
+    ("zero-steps/train-wm", nothing, ["train-wm", "{w}/ds", "--out", "{w}/run", "--steps", "0"], "steps (got 0)"),
+    ("zero-batch/train-wm", nothing, ["train-wm", "{w}/ds", "--out", "{w}/run", "--set", "batch_size=0"],
+     "batch_size (got 0)"),
     ("device-typo/eval", nothing, ["eval", "{w}/wm", "--out", "{w}/ev", "--device", "gpu"], "--device 'gpu': not a device"),
     ("threads-negative/eval", nothing, ["eval", "{w}/wm", "--out", "{w}/ev", "--threads", "-1"],
      "--threads: expected >= 0, got -1"),

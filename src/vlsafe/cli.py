@@ -248,7 +248,7 @@ def _cmd_train_wm(args: argparse.Namespace) -> int:
     from vlsafe.worldmodel.train import fit, resolve_config
 
     check_device(args.device)
-    cfg = resolve_config(args.preset, [f"steps={args.steps}", *args.set] if args.steps else args.set)
+    cfg = resolve_config(args.preset, [f"steps={args.steps}", *args.set] if args.steps is not None else args.set)
     out = args.out or f"runs/wm/{Path(args.data).name}__{args.preset}"
     print(f"train-wm: preset {args.preset}, {cfg.steps} steps, data {args.data} -> {out} on {args.device}", flush=True)
     fit(args.data, out, cfg, device=args.device)

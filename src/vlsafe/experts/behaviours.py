@@ -97,6 +97,9 @@ class ExpertDriver:
         acc, steer = self.controls(env)
         if env.unwrapped.config.action != "discrete":
             return to_action("continuous", acc, steer)
+        if abs(steer) < 0.1:  # straight on: plain rounding (0), no dither for a learner to copy
+            self.steer_residual = 0.0
+            return nearest_discrete(acc, steer)
         want = steer + self.steer_residual
         i = nearest_discrete(acc, want)
         self.steer_residual = float(np.clip(want - DISCRETE_ACTIONS[i, 1], -0.4, 0.4))

@@ -35,9 +35,9 @@ class RouteFollowerConfig:
     time_headway_s: float = 1.5
     min_gap_m: float = 3.0
     follow_traffic: bool = True  # False: ignore other cars (used to make reckless drivers)
-    yield_horizon_s: float = 3.0  # 0 disables yielding
+    yield_horizon_s: float = 4.0  # 0 disables yielding
     yield_radius_m: float = 3.5  # predicted centre distance that counts as a conflict
-    curve_lateral_acc: float = 2.0  # m/s^2 allowed in curves (0: no curve slow-down)
+    curve_lateral_acc: float = 1.2  # m/s^2 allowed in curves (0: no curve slow-down)
     lane_prediction: bool = True  # also predict other cars along the lanes they may follow (junctions)
 
 
@@ -174,8 +174,8 @@ class RouteFollower:
 
     def controls(self, scene: Scene, route_s: float, offset: float = 0.0) -> tuple[float, float]:
         acc = idm_acceleration(scene, self.config, curve_speed(scene, route_s, self.config))
-        acc = yielding_acceleration(scene, route_s, self.config, acc,
-                                    self.lane_graph(scene.road))
+        graph = self.lane_graph(scene.road)
+        acc = yielding_acceleration(scene, route_s, self.config, acc, graph)
         return acc, pure_pursuit_steering(scene, route_s, self.config, offset)
 
     def act(self, env) -> int | np.ndarray:

@@ -63,6 +63,15 @@ def resolve_config(preset: str = "xs", overrides: list[str] | tuple[str, ...] = 
     if preset not in PRESETS:
         raise ConfigError(f"unknown world-model preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     cfg = apply_overrides(TrainWMConfig(model=from_dict(WorldModelConfig, {"preset": preset, **PRESETS[preset]})), overrides)
+    small = [f"{k} (got {getattr(cfg, k)})" for k, lo in (("steps", 1), ("batch_size", 1), ("seq_len", 2),
+                                                           ("log_every", 1), ("checkpoint_every", 1),
+                                                           ("held_out_every", 0), ("threads", 0))
+             if getattr(cfg, k) < lo]
+    if small:
+        raise ConfigError("train-wm: steps, batch_size, log_every, checkpoint_every must be >= 1, seq_len >= 2, "
+                          f"held_out_every and threads >= 0: {', '.join(small)}")
+    if not cfg.lr > 0:
+        raise ConfigError(f"train-wm: lr must be > 0, got {cfg.lr}")
     if cfg.windows not in ("uniform", "inside") or not 0.0 <= cfg.focus < 1.0:
         raise ConfigError(f"train-wm: windows must be uniform or inside and 0 <= focus < 1, got {cfg.windows!r}, {cfg.focus}")
     resolve_precision(cfg.precision, cfg.model.preset, "cpu")  # refuses an unknown name before any work
