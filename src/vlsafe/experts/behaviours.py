@@ -14,7 +14,7 @@ from vlsafe.config import ConfigError, closest
 from vlsafe.envs.actions import DISCRETE_ACTIONS, nearest_discrete
 from vlsafe.envs.safety import TTC_MAX, safety_signals
 from vlsafe.envs.scene import Scene
-from vlsafe.experts.route_follower import RouteFollower, RouteFollowerConfig, to_action
+from vlsafe.experts.route_follower import RouteFollower, RouteFollowerConfig, route_curvature, to_action
 
 __all__ = ["BEHAVIOURS", "parse_mixture", "make_driver", "pick_behaviour", "ExpertDriver", "NoisyDriver",
            "RecklessDriver"]
@@ -37,17 +37,20 @@ class ExpertDriver:
     name = "expert"
 
     def __init__(self, cfg: RouteFollowerConfig | None = None, lane_change_gap_m: float = 12.0,
-                 check_gaps: bool = True, change_prob: float = 1.0):
+                 check_gaps: bool = True, change_prob: float = 1.0, lateral_speed: float = 1.2):
         self.follower = RouteFollower(cfg)
         self.cfg = self.follower.config
         self.gap, self.check_gaps, self.change_prob = lane_change_gap_m, check_gaps, change_prob
+        self.lateral_speed = lateral_speed  # m/s towards a new lane
         self.rng = np.random.default_rng(0)
         self.offset = 0.0  # target lateral offset from the route, in metres (+ left)
+        self.steered_offset = 0.0  # the offset steered to now: moves to `offset` at lateral_speed
         self.cooldown = 0
         self.steer_residual = 0.0  # discrete steering's accumulated rounding error
 
     def reset(self, rng: np.random.Generator) -> None:
         self.rng, self.offset, self.cooldown, self.steer_residual = rng, 0.0, 0, 0.0
+        self.steered_offset = 0.0
 
     @staticmethod
     def _straight_ahead(base) -> bool:
@@ -87,17 +90,25 @@ class ExpertDriver:
         base = env.unwrapped
         scene = base.scene
         self._maybe_change_lane(base, scene)
-        return self.follower.controls(scene, base.route_s, self.offset)
+        # a lane change steered to the new lane at once swings 35 degrees across it and overshoots
+        # (into MetaDrive's centre line); moving the target at `lateral_speed` takes ~3 s
+        step = self.lateral_speed * base.dt
+        self.steered_offset += float(np.clip(self.offset - self.steered_offset, -step, step))
+        return self.follower.controls(scene, base.route_s, self.steered_offset)
 
     def act(self, env):
         """The controls as an action. With the 15 discrete actions, steering has five levels
         (0, ±0.2, ±0.6): a curve that needs 0.35 would be driven at 0.2 and cut into the next lane,
-        so the rounding error is carried to the next step (error diffusion) and the mean steering is
-        the one asked for."""
+        so in bends the rounding error is carried to the next step (error diffusion) and the mean
+        steering is the one asked for. Lane changes on straights keep plain rounding: dithered there,
+        the policy test's learner (tests/policy) copied the dither and crashed."""
         acc, steer = self.controls(env)
         if env.unwrapped.config.action != "discrete":
             return to_action("continuous", acc, steer)
-        if abs(steer) < 0.1:  # straight on: plain rounding (0), no dither for a learner to copy
+        base = env.unwrapped
+        wheelbase = 2 * self.cfg.rear_axle_frac * float(base.scene.vehicles.length[0])
+        bend = np.arctan(wheelbase * route_curvature(base.scene, base.route_s)) / np.deg2rad(40.0)
+        if abs(bend) < 0.1:  # straight on or a gentle bend (R > ~35 m): plain rounding, nothing to copy but the state
             self.steer_residual = 0.0
             return nearest_discrete(acc, steer)
         want = steer + self.steer_residual

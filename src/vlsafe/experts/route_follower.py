@@ -21,7 +21,7 @@ from vlsafe.envs.actions import MAX_ACCELERATION, nearest_discrete
 from vlsafe.envs.scene import RoadMap, Scene
 from vlsafe.experts.prediction import LaneGraph, predict_paths
 
-__all__ = ["RouteFollowerConfig", "RouteFollower", "pure_pursuit_steering", "idm_acceleration", "yielding_acceleration", "curve_speed"]
+__all__ = ["RouteFollowerConfig", "RouteFollower", "pure_pursuit_steering", "idm_acceleration", "yielding_acceleration", "curve_speed", "route_curvature"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,14 @@ def curve_speed(scene: Scene, route_s: float, cfg: RouteFollowerConfig) -> float
     v_curve = np.sqrt(cfg.curve_lateral_acc / np.maximum(kappa, 1e-6))
     v_now = np.sqrt(v_curve ** 2 + cfg.comfortable_deceleration * x[ok])
     return float(min(cfg.target_speed, max(v_now.min(), 2.0)))
+
+
+def route_curvature(scene: Scene, route_s: float, ahead_m: float = 10.0) -> float:
+    """Mean signed curvature (1/m, + = left) of the route over the next `ahead_m` metres."""
+    p = scene.route.point_at(route_s + np.array([0.0, 1.0, ahead_m - 1.0, ahead_m]))
+    d0, d1 = p[1] - p[0], p[3] - p[2]
+    turn = np.arctan2(d0[0] * d1[1] - d0[1] * d1[0], d0 @ d1)
+    return float(turn) / (ahead_m - 1.0)
 
 
 def idm_acceleration(scene: Scene, cfg: RouteFollowerConfig, target_speed: float | None = None) -> float:
