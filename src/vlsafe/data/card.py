@@ -31,6 +31,11 @@ def dataset_card(store: EpisodeStore, extra: list[str] = ()) -> str:
     entries = man.get("episodes", [])
     steps = max(int(tot.get("steps", 0)), 1)
     cost_steps = sum(e["cost"] for e in entries)
+    per_behaviour = behaviour_metrics(store)
+    expert = per_behaviour.get("expert")
+    expert_line = ("the data's expert: no expert episodes" if expert is None else
+                   f"the data's expert: AR {expert['AR']:.2f}, CR {expert['CR']:.2f} over {expert['episodes']:.0f} "
+                   f"episodes (a dataset is only as good as its best driver)")
     lines = [
         f"# dataset {store.root}",
         f"task: {task.get('task', '?')}{':' + task['variant'] if task.get('variant') else ''} on "
@@ -39,9 +44,10 @@ def dataset_card(store: EpisodeStore, extra: list[str] = ()) -> str:
         f"BEV {man.get('bev_size', '?')} px, dt {man.get('dt', '?')} s",
         f"cost rate: {cost_steps / steps:.4f} per step ({cost_steps:.0f} cost steps), "
         f"collision episodes: {sum(e['collisions'] > 0 for e in entries)}",
+        expert_line,
         f"on disk: {tot.get('bytes', 0) / 2**20:.1f} MiB, code {man.get('code_version', '?')}",
         "",
-        format_table(behaviour_metrics(store)),
+        format_table(per_behaviour),
     ]
     for section in extra:
         lines += ["", section]

@@ -1,0 +1,108 @@
+"""Every task stays drivable: the scripted expert that records the datasets arrives on fixed seeds
+of each task, and the parts that made it arrive (lane-following prediction of other cars, the
+slow-down in bends) do what they claim on hand-made roads."""
+
+import numpy as np
+import pytest
+
+from vlsafe.envs import make
+from vlsafe.envs.scene import Lane, RoadMap, Route, Scene, Vehicles
+from vlsafe.envs.tasks import TASKS, task_config
+from vlsafe.experts.behaviours import make_driver
+from vlsafe.experts.prediction import LaneGraph, predict_paths
+from vlsafe.experts.route_follower import RouteFollowerConfig, curve_speed, route_curvature
+
+# (backend, seeds, least arrivals). Measured on the 2-core x86 machine, 2026-12-04: MetaDrive 10/10
+# on every task, highway-env four-lane 6/6 and navigation 6/6. One episode of margin on each row
+# for another CPU's rounding; highway-env's junctions are left out (the expert arrives in only
+# ~50% there, see the README's expert table).
+ROWS = [("metadrive", range(300, 310), 9), ("highway", range(300, 306), 5)]
+
+
+def _arrivals(task: str, backend: str, seeds) -> tuple[int, list]:
+    env = make(task, backend=backend, overrides=["observation.kind=vector"])
+    outcomes = []
+    try:
+        for seed in seeds:
+            driver = make_driver("expert", seed)
+            env.reset(seed=seed)
+            while True:
+                _, _, terminated, truncated, info = env.step(driver.act(env))
+                if terminated or truncated:
+                    break
+            outcomes.append((seed, "arrived" if info["arrived"] else "collision" if info["collision"]
+                             else "off-road" if info["off_road"] else "timeout"))
+    finally:
+        env.close()
+    return sum(o == "arrived" for _, o in outcomes), outcomes
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("backend, seeds, least", ROWS, ids=[r[0] for r in ROWS])
+def test_the_expert_arrives_on_fixed_seeds(task, backend, seeds, least):
+    if backend == "highway" and task in ("left-turn", "right-turn"):
+        pytest.skip("highway-env junctions: the expert's goal is not met yet (README, expert table)")
+    arrived, outcomes = _arrivals(task, backend, seeds)
+    assert arrived >= least, outcomes
+
+
+def _lane(points) -> Lane:
+    return Lane(centre=np.asarray(points, dtype=np.float64), width=3.5)
+
+
+def _arc(centre, radius, a0, a1, n=20):
+    a = np.linspace(a0, a1, n)
+    return np.stack([centre[0] + radius * np.cos(a), centre[1] + radius * np.sin(a)], 1)
+
+
+def test_a_car_entering_a_turn_is_predicted_along_the_turn_and_straight_on():
+    """A car 10 m before a junction where its lane splits into a straight and a left turn: one
+    predicted path follows the arc (constant velocity alone would miss it), one goes straight."""
+    approach = _lane([[x, 0.0] for x in np.linspace(-20, 0, 11)])
+    straight = _lane([[x, 0.0] for x in np.linspace(0, 30, 16)])
+    left = _lane(_arc((0.0, 10.0), 10.0, -np.pi / 2, 0.0))  # from (0, 0) heading +x to (10, 10) heading +y
+    beyond = _lane([[10.0, y] for y in np.linspace(10, 40, 16)])
+    graph = LaneGraph(RoadMap(lanes=(approach, straight, left, beyond)))
+    assert list(graph.successors[0]) == [1, 2] and list(graph.successors[2]) == [3]
+    cars = Vehicles(position=np.array([[-50.0, -50.0], [-10.0, 0.0]]), heading=np.zeros(2),
+                    velocity=np.array([[0.0, 0.0], [5.0, 0.0]]), length=np.full(2, 4.5), width=np.full(2, 1.8))
+    t = np.array([1.0, 3.0, 5.0])
+    paths, owner = predict_paths(graph, cars, t, np.array([1]))
+    assert (owner == 1).all() and len(paths) == 3  # constant velocity + two lane branches
+    arc_len = 10.0 * np.pi / 2
+    on_arc = _arc((0.0, 10.0), 10.0, -np.pi / 2, -np.pi / 2 + 5.0 / 10.0, 2)[-1]  # 15 m on: 5 m into the arc
+    on_beyond = np.array([10.0, 10.0 + 25.0 - 10.0 - arc_len])  # 25 m on: past the arc
+    assert min(np.linalg.norm(p[1] - on_arc) for p in paths) < 0.3  # 3 s: 5 m into the turn
+    assert min(np.linalg.norm(p[2] - on_beyond) for p in paths) < 0.3  # 5 s: out of it, on the next lane
+    assert any(np.linalg.norm(p[2] - [15.0, 0.0]) < 0.1 for p in paths[1:])  # the straight branch
+    assert np.linalg.norm(paths[0][2] - on_beyond) > 5.0  # constant velocity alone misses the turning car
+
+
+def _scene_on(route_points) -> Scene:
+    route = Route(points=np.asarray(route_points))
+    ego = Vehicles(position=route.points[:1].copy(), heading=np.zeros(1), velocity=np.array([[7.0, 0.0]]),
+                   length=np.array([4.5]), width=np.array([1.8]))
+    return Scene(RoadMap(lanes=(_lane(route.points),)), route, ego)
+
+
+def test_the_expert_slows_for_a_bend_ahead_and_not_on_a_straight():
+    cfg = RouteFollowerConfig()
+    straight = _scene_on([[x, 0.0] for x in np.linspace(0, 100, 101)])
+    assert curve_speed(straight, 0.0, cfg) == cfg.target_speed
+    assert abs(route_curvature(straight, 0.0)) < 1e-9
+    bend = np.concatenate([[[x, 0.0] for x in np.linspace(0, 15, 16)], _arc((15.0, 12.0), 12.0, -np.pi / 2, 0.5, 40)])
+    scene = _scene_on(bend)
+    v_far, v_near = curve_speed(scene, 8.0, cfg), curve_speed(scene, 14.0, cfg)
+    assert v_near == pytest.approx(np.sqrt(cfg.curve_lateral_acc * 12.0), rel=0.15)  # in the bend: a_lat = v^2 / R
+    assert v_near < v_far < cfg.target_speed  # brakes ahead of it, not only inside it
+    assert route_curvature(scene, 16.0) == pytest.approx(1 / 12.0, rel=0.1)  # + = left
+
+
+def test_navigation_has_room_for_its_routes_and_no_ramp_blocks():
+    from vlsafe.envs.backends.metadrive import _UrbanBlocks
+
+    assert task_config("navigation").max_steps == 1000 and task_config("four-lane").max_steps == 500
+    assert task_config("navigation", overrides=["max_steps=300"]).max_steps == 300
+    dist = _UrbanBlocks.BLOCK_TYPE_DISTRIBUTION_V2
+    assert dist["InRampOnStraight"] == dist["OutRampOnStraight"] == 0.0
+    assert sum(dist.values()) == pytest.approx(1.0) and dist["Roundabout"] > 0 and dist["StdInterSection"] > 0
