@@ -6,7 +6,7 @@
 #   scripts/compare_methods.sh WM_RUN OUT [STEPS=2000] [EPISODES=20] [extra --set args...]
 # Environment: METHODS (default "vl-safe dreamer-offline lagrangian fosp"), SEEDS (default "0 1 2"),
 # MODES (default "greedy sampled"), SEED_START (first episode seed, default 700; 500 = the development
-# seeds to tune on). Every step is resumable: rerunning skips finished work.
+# seeds to tune on), PAR (processes at a time, default 2). Every step is resumable: rerunning skips finished work.
 set -euo pipefail
 WM=$1; OUT=$2; STEPS=${3:-2000}; EPISODES=${4:-20}; shift $(( $# < 4 ? $# : 4 ))
 VLSAFE=${VLSAFE:-.venv/bin/vlsafe}
@@ -36,11 +36,11 @@ export -f train evaluate
 
 jobs=()
 for s in $SEEDS; do for m in $METHODS; do jobs+=("$m $s"); done; done
-printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'train $0 $1'
+printf '%s\n' "${jobs[@]}" | xargs -P "${PAR:-2}" -L 1 bash -c 'train $0 $1'
 EXTRA_ROWS=""; [[ " $METHODS " == *" vl-safe "* ]] && EXTRA_ROWS="bc"  # bc = the vl-safe runs' π̂_b
 evals=()
 for mode in $MODES; do for m in $METHODS $EXTRA_ROWS; do evals+=("$m $mode"); done; done
-printf '%s\n' "${evals[@]}" | xargs -P 2 -L 1 bash -c 'evaluate $0 $1'
+printf '%s\n' "${evals[@]}" | xargs -P "${PAR:-2}" -L 1 bash -c 'evaluate $0 $1'
 for mode in $MODES; do  # the first method is the reference of the differences (vl-safe by default)
   list=()
   for m in $METHODS $EXTRA_ROWS; do list+=("$OUT/eval_${m}_$mode"); done
