@@ -50,7 +50,7 @@ class CollectConfig:
     seed_start: int = 0
     workers: int = 1
     bev_size: int = 64
-    max_steps: int = 500
+    max_steps: int = 0  # 0: the task's own (500 steps; navigation 1000, TASK_DEFAULTS)
     # steps recorded after a crash before the episode ends (TaskConfig.steps_after_crash): the
     # world model then sees unsafe frames; 0 reproduces the datasets made before this field
     steps_after_crash: int = 30
@@ -60,6 +60,8 @@ class CollectConfig:
         if (self.steps > 0) == (self.episodes > 0):
             raise ConfigError(f"collect: give exactly one of steps or episodes (> 0), got steps={self.steps}, "
                               f"episodes={self.episodes}")
+        if self.max_steps < 0:
+            raise ConfigError(f"collect: max_steps must be >= 0 (0: the task's own), got {self.max_steps}")
         if self.workers < 1:
             raise ConfigError(f"collect: workers must be >= 1, got {self.workers}")
         parse_mixture(self.mixture)
@@ -67,8 +69,9 @@ class CollectConfig:
     def task_config(self):
         from vlsafe.envs.tasks import task_config
 
+        steps = [f"max_steps={self.max_steps}"] if self.max_steps > 0 else []
         return task_config(self.task, self.backend, overrides=[
-            "observation.kind=both", f"observation.bev.size={self.bev_size}", f"max_steps={self.max_steps}",
+            "observation.kind=both", f"observation.bev.size={self.bev_size}", *steps,
             f"steps_after_crash={self.steps_after_crash}", *self.task_overrides])
 
 
