@@ -36,7 +36,7 @@ class RouteFollowerConfig:
     min_gap_m: float = 3.0
     follow_traffic: bool = True  # False: ignore other cars (used to make reckless drivers)
     yield_horizon_s: float = 4.0  # 0 disables yielding
-    yield_radius_m: float = 3.5  # predicted centre distance that counts as a conflict
+    yield_gap_m: float = 1.5  # predicted gap between the cars' bodies that counts as a conflict
     curve_lateral_acc: float = 1.2  # m/s^2 allowed in curves (0: no curve slow-down)
     lane_prediction: bool = True  # also predict other cars along the lanes they may follow (junctions)
 
@@ -133,11 +133,34 @@ def _relevant(scene: Scene) -> np.ndarray:
     return 1 + np.flatnonzero(~(behind & same_way) & near)
 
 
-def _clearance(ego_path: np.ndarray, others: np.ndarray) -> float:
-    """Smallest distance between the ego's path and any predicted path at the same instant."""
+def _headings(paths: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """(H, T) direction of travel along each path; `fallback` (H,) where a path stands still."""
+    d = np.gradient(paths, axis=1)
+    moving = np.linalg.norm(d, axis=-1) > 1e-3
+    return np.where(moving, np.arctan2(d[..., 1], d[..., 0]), fallback[:, None])
+
+
+def _circles(pos: np.ndarray, heading: np.ndarray, length: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Three circle centres (..., 3, 2) covering each car's box (radius width / 2)."""
+    reach = np.maximum(length - width, 0.0) / 2
+    fwd = np.stack([np.cos(heading), np.sin(heading)], -1) * reach[..., None]
+    return pos[..., None, :] + np.array([-1.0, 0.0, 1.0])[:, None] * fwd[..., None, :]
+
+
+def _clearance(ego: tuple[np.ndarray, np.ndarray], ego_size: tuple[float, float], others: np.ndarray,
+               other_heading: np.ndarray, other_size: tuple[np.ndarray, np.ndarray]) -> float:
+    """Smallest predicted gap (m, body to body, each car as three circles) between the ego on its
+    path and any predicted path, at the same instant. A centre distance ignores the cars' shapes: a
+    car crossing at an angle reached the ego with its nose at 4.5 m centre to centre."""
     if len(others) == 0:
         return np.inf
-    return float(np.linalg.norm(others - ego_path[None], axis=-1).min())
+    T = ego[0].shape[0]
+    ce = _circles(ego[0], ego[1], np.full(T, ego_size[0]), np.full(T, ego_size[1]))  # (T, 3, 2)
+    L, W = other_size
+    co = _circles(others, other_heading, np.broadcast_to(L[:, None], others.shape[:2]),
+                  np.broadcast_to(W[:, None], others.shape[:2]))  # (H, T, 3, 2)
+    d = np.linalg.norm(co[:, :, :, None, :] - ce[None, :, None, :, :], axis=-1)  # (H, T, 3, 3)
+    return float((d.min(axis=(1, 2, 3)) - 0.5 * (ego_size[1] + W)).min())
 
 
 def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig, acc: float,
@@ -152,15 +175,21 @@ def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig
         return acc
     t = np.arange(0.1, cfg.yield_horizon_s + 1e-9, 0.1)
     which = _relevant(scene)
+    veh = scene.vehicles
     if graph is None:
-        veh = scene.vehicles
-        others = veh.position[which, None, :] + veh.velocity[which, None, :] * t[None, :, None]
+        others, owner = veh.position[which, None, :] + veh.velocity[which, None, :] * t[None, :, None], which
     else:
-        others, _ = predict_paths(graph, scene.vehicles, t, which)
+        others, owner = predict_paths(graph, veh, t, which)
+    heading = _headings(others, veh.heading[owner]) if len(owner) else np.zeros((0, len(t)))
+    size = (veh.length[owner], veh.width[owner])
+    ego_size = (float(veh.length[0]), float(veh.width[0]))
     options = [acc, min(acc, -cfg.comfortable_deceleration), cfg.max_acceleration]  # go on, brake, clear out
-    clear = [_clearance(_ego_path(scene, route_s, cfg, a, t), others) for a in options]
+    clear = []
+    for a in options:
+        path = _ego_path(scene, route_s, cfg, a, t)
+        clear.append(_clearance((path, _headings(path[None], veh.heading[:1])[0]), ego_size, others, heading, size))
     for a, c in zip(options, clear):
-        if c >= cfg.yield_radius_m:
+        if c >= cfg.yield_gap_m:
             return a
     return options[int(np.argmax(clear))]
 
