@@ -5,10 +5,11 @@ lane-keeping reference the tests use and the base of the behaviour mixtures.
 
 Pure pursuit steers from the rear axle (not the car's centre): steering from the centre cuts
 corners, and MetaDrive flags touching a solid line as leaving the road. Yielding predicts every
-car at constant velocity for a few seconds against the ego driving on along its route; a
-predicted conflict means brake (or, once in the crossing car's path, clear out). That is what
-keeps the expert out of crossing traffic at junctions, where IDM's "car ahead in my lane" sees
-nothing.
+car for a few seconds, at constant velocity and along each lane it may follow (prediction.py),
+against the ego driving on along its route; a predicted gap between the bodies under
+`yield_gap_m` means brake (or, once in the crossing car's path, clear out). That is what keeps
+the expert out of crossing traffic at junctions, where IDM's "car ahead in my lane" sees nothing.
+Bends are taken at a bounded lateral acceleration: faster, the car slides out of its lane.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from vlsafe.envs.actions import MAX_ACCELERATION, nearest_discrete
 from vlsafe.envs.scene import RoadMap, Scene
 from vlsafe.experts.prediction import LaneGraph, predict_paths
 
-__all__ = ["RouteFollowerConfig", "RouteFollower", "pure_pursuit_steering", "idm_acceleration", "yielding_acceleration", "curve_speed", "route_curvature"]
+__all__ = ["RouteFollowerConfig", "RouteFollower", "pure_pursuit_steering", "idm_acceleration",
+           "yielding_acceleration", "curve_speed", "route_curvature"]
 
 
 @dataclass(frozen=True)
