@@ -8,6 +8,8 @@ same seed always gives the same behaviour.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from vlsafe.config import ConfigError, closest
@@ -18,6 +20,13 @@ from vlsafe.experts.route_follower import RouteFollower, RouteFollowerConfig, ro
 
 __all__ = ["BEHAVIOURS", "parse_mixture", "make_driver", "pick_behaviour", "ExpertDriver", "NoisyDriver",
            "RecklessDriver"]
+
+
+# Per-simulator settings of the expert (see ExpertDriver._tune_for).
+BACKEND_TUNING: dict[str, dict] = {
+    "highway": {"config": {"curve_lateral_acc": 0.0, "lane_prediction": False, "yield_horizon_s": 3.0},
+                "steer_diffusion": False},
+}
 
 
 def _lane_free(scene: Scene, lateral: float, back_m: float, front_m: float) -> bool:
@@ -47,6 +56,8 @@ class ExpertDriver:
         self.steered_offset = 0.0  # the offset steered to now: moves to `offset` at lateral_speed
         self.cooldown = 0
         self.steer_residual = 0.0  # discrete steering's accumulated rounding error
+        self.steer_diffusion = True
+        self._backend: str | None = None
 
     def reset(self, rng: np.random.Generator) -> None:
         self.rng, self.offset, self.cooldown, self.steer_residual = rng, 0.0, 0, 0.0
@@ -88,8 +99,21 @@ class ExpertDriver:
             self.cooldown = 30
             return
 
+    def _tune_for(self, backend: str) -> None:
+        """MetaDrive's car slides out of a bend taken fast and rounds its five steering levels badly,
+        and its traffic never yields: hence the slow-down in bends, the error diffusion, the lane
+        predictions and the 4 s horizon. highway-env's kinematic car does not slide, its traffic
+        yields, and there these settings made the junctions worse (right-turn 20 → 9 of 30
+        arrivals, docs/experts.md), so there they are off."""
+        if backend != self._backend:
+            self._backend = backend
+            tuning = BACKEND_TUNING.get(backend, {})
+            self.follower.config = dataclasses.replace(self.cfg, **tuning.get("config", {}))
+            self.steer_diffusion = tuning.get("steer_diffusion", True)
+
     def controls(self, env) -> tuple[float, float]:
         base = env.unwrapped
+        self._tune_for(base.config.backend)
         scene = base.scene
         self._maybe_change_lane(base, scene)
         # a lane change steered to the new lane at once swings 35 degrees across it and overshoots
@@ -110,7 +134,7 @@ class ExpertDriver:
         base = env.unwrapped
         wheelbase = 2 * self.cfg.rear_axle_frac * float(base.scene.vehicles.length[0])
         bend = np.arctan(wheelbase * route_curvature(base.scene, base.route_s)) / np.deg2rad(40.0)
-        if abs(bend) < 0.1 and abs(steer) < 0.15:  # straight on, a gentle bend, a lane change: plain rounding
+        if not self.steer_diffusion or (abs(bend) < 0.1 and abs(steer) < 0.15):  # straight on, a gentle bend, a lane change: plain rounding
             self.steer_residual = 0.0
             return nearest_discrete(acc, steer)
         want = steer + self.steer_residual
