@@ -134,7 +134,8 @@ class ExpertDriver:
         base = env.unwrapped
         wheelbase = 2 * self.cfg.rear_axle_frac * float(base.scene.vehicles.length[0])
         bend = np.arctan(wheelbase * route_curvature(base.scene, base.route_s)) / np.deg2rad(40.0)
-        if not self.steer_diffusion or (abs(bend) < 0.1 and abs(steer) < 0.15):  # straight on, a gentle bend, a lane change: plain rounding
+        # straight on, a gentle bend, a lane change (or highway-env): plain rounding
+        if not self.steer_diffusion or (abs(bend) < 0.1 and abs(steer) < 0.15):
             self.steer_residual = 0.0
             return nearest_discrete(acc, steer)
         want = steer + self.steer_residual
