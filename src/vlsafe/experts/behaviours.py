@@ -108,7 +108,10 @@ class ExpertDriver:
         if backend != self._backend:
             self._backend = backend
             tuning = BACKEND_TUNING.get(backend, {})
-            self.follower.config = dataclasses.replace(self.cfg, **tuning.get("config", {}))
+            config = dict(tuning.get("config", {}))
+            if self.cfg.yield_horizon_s <= 0:  # a driver that never yields (reckless) keeps never yielding
+                config.pop("yield_horizon_s", None)
+            self.follower.config = dataclasses.replace(self.cfg, **config)
             self.steer_diffusion = tuning.get("steer_diffusion", True)
 
     def controls(self, env) -> tuple[float, float]:
