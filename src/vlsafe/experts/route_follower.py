@@ -149,20 +149,14 @@ def _circles(pos: np.ndarray, heading: np.ndarray, length: np.ndarray, width: np
     return pos[..., None, :] + np.array([-1.0, 0.0, 1.0])[:, None] * fwd[..., None, :]
 
 
-def _clearance(ego: tuple[np.ndarray, np.ndarray], ego_size: tuple[float, float], others: np.ndarray,
-               other_heading: np.ndarray, other_size: tuple[np.ndarray, np.ndarray]) -> float:
-    """Smallest predicted gap (m, body to body, each car as three circles) between the ego on its
-    path and any predicted path, at the same instant. A centre distance ignores the cars' shapes: a
-    car crossing at an angle reached the ego with its nose at 4.5 m centre to centre."""
+def _clearance(ego: np.ndarray, ego_width: float, others: np.ndarray, other_width: np.ndarray) -> float:
+    """Smallest predicted gap (m, body to body) between the ego's circles (T, 3, 2) on its path and
+    each predicted path's circles (H, T, 3, 2), at the same instant. A centre distance ignores the
+    cars' shapes: a car crossing at an angle reached the ego with its nose at 4.5 m centre to centre."""
     if len(others) == 0:
         return np.inf
-    T = ego[0].shape[0]
-    ce = _circles(ego[0], ego[1], np.full(T, ego_size[0]), np.full(T, ego_size[1]))  # (T, 3, 2)
-    L, W = other_size
-    co = _circles(others, other_heading, np.broadcast_to(L[:, None], others.shape[:2]),
-                  np.broadcast_to(W[:, None], others.shape[:2]))  # (H, T, 3, 2)
-    d = np.linalg.norm(co[:, :, :, None, :] - ce[None, :, None, :, :], axis=-1)  # (H, T, 3, 3)
-    return float((d.min(axis=(1, 2, 3)) - 0.5 * (ego_size[1] + W)).min())
+    d = np.linalg.norm(others[:, :, :, None, :] - ego[None, :, None, :, :], axis=-1)  # (H, T, 3, 3)
+    return float((d.min(axis=(1, 2, 3)) - 0.5 * (ego_width + other_width)).min())
 
 
 def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig, acc: float,
@@ -183,13 +177,16 @@ def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig
     else:
         others, owner = predict_paths(graph, veh, t, which)
     heading = _headings(others, veh.heading[owner]) if len(owner) else np.zeros((0, len(t)))
-    size = (veh.length[owner], veh.width[owner])
-    ego_size = (float(veh.length[0]), float(veh.width[0]))
+    shape = others.shape[:2]  # the others' circles once, for all three options
+    circles = _circles(others, heading, np.broadcast_to(veh.length[owner][:, None], shape),
+                       np.broadcast_to(veh.width[owner][:, None], shape))
     options = [acc, min(acc, -cfg.comfortable_deceleration), cfg.max_acceleration]  # go on, brake, clear out
     clear = []
     for a in options:
         path = _ego_path(scene, route_s, cfg, a, t)
-        clear.append(_clearance((path, _headings(path[None], veh.heading[:1])[0]), ego_size, others, heading, size))
+        ego = _circles(path, _headings(path[None], veh.heading[:1])[0], np.full(len(t), veh.length[0]),
+                       np.full(len(t), veh.width[0]))
+        clear.append(_clearance(ego, float(veh.width[0]), circles, veh.width[owner]))
     for a, c in zip(options, clear):
         if c >= cfg.yield_gap_m:
             return a
