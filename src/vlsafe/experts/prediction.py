@@ -63,19 +63,18 @@ class LaneGraph:
     def branches(self, lane: int, s0: float, length: float) -> list[np.ndarray]:
         """Polylines from arc position s0 on `lane`, `length` m long along each chain of successors."""
         out: list[np.ndarray] = []
-        stack = [(lane, s0, [])]
+        stack = [(lane, s0, [], 0.0)]  # lane, start on it, pieces so far, their length
         while stack and len(out) < _MAX_BRANCHES:
-            i, s, pieces = stack.pop()
+            i, s, pieces, before = stack.pop()
             arc, c = self.arcs[i], self.centres[i]
             k = int(np.searchsorted(arc, s, side="right"))
             piece = np.concatenate([[_at(arc, c, s)], c[k:]])
-            done = sum(float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum()) for p in pieces)
-            done += float(arc[-1] - s)
             nxt = self.successors[i]
-            if done >= length or len(nxt) == 0 or len(pieces) >= 4:
+            if before + float(arc[-1] - s) >= length or len(nxt) == 0 or len(pieces) >= 4:
                 out.append(np.concatenate([*pieces, piece]))
             else:
-                stack.extend((int(j), 0.0, [*pieces, piece]) for j in nxt)
+                walked = before + float(np.linalg.norm(np.diff(piece, axis=0), axis=1).sum())
+                stack.extend((int(j), 0.0, [*pieces, piece], walked) for j in nxt)
         return out
 
 

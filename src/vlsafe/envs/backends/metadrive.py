@@ -70,6 +70,10 @@ TASK_MAPS: dict[str, tuple[str | int, int]] = {
 }
 
 
+_URBAN = {k: 0.0 if "Ramp" in k else v for k, v in PGBlockDistConfig.BLOCK_TYPE_DISTRIBUTION_V2.items()}
+_URBAN = {k: v / sum(_URBAN.values()) for k, v in _URBAN.items()}
+
+
 class _UrbanBlocks(PGBlockDistConfig):
     """MetaDrive's block distribution without the highway ramps (InRamp/OutRampOnStraight).
 
@@ -79,11 +83,7 @@ class _UrbanBlocks(PGBlockDistConfig):
     keep their relative probabilities.
     """
 
-    BLOCK_TYPE_DISTRIBUTION_V2 = {k: v / (1.0 - 0.2) if "Ramp" not in k else 0.0
-                                  for k, v in PGBlockDistConfig.BLOCK_TYPE_DISTRIBUTION_V2.items()}
-
-
-assert abs(sum(_UrbanBlocks.BLOCK_TYPE_DISTRIBUTION_V2.values()) - 1.0) < 1e-9, "MetaDrive's block distribution changed"
+    BLOCK_TYPE_DISTRIBUTION_V2 = _URBAN
 
 
 def _no_asset_pull() -> None:
