@@ -16,10 +16,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --no-deps osrl-lib==0.1.0
 	touch $(STAMP)
 
+# Debian's Chromium for the report's browser test (browser packages that download their own build fail here)
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null'
+
 demo: $(STAMP)
 	$(VENV)/bin/vlsafe demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)

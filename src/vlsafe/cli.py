@@ -236,6 +236,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
         for task in TASKS:
             cfg = with_preset(args.preset, task=task, backend=args.backend, workers=args.workers)
             collect(cfg, Path(args.path) / f"{task}@{args.backend}-{args.preset}")
+    elif args.data_command == "subset":
+        from vlsafe.data.subset import make_subset
+
+        sub = make_subset(store.root, args.fraction, args.out, seed=args.seed)
+        print(f"wrote {sub.root}: {len(sub.entries())} of {len(store.entries())} episodes "
+              f"(fraction {args.fraction:g}, seed {args.seed})")
     elif args.data_command == "import":
         from vlsafe.data.minari_io import import_minari
 
@@ -319,6 +325,31 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    import shlex
+
+    from vlsafe.benchmark import expand, resolve_benchmark, run_benchmark
+
+    over = list(args.set) + ([f"workers={args.workers}"] if args.workers is not None else [])
+    cfg = resolve_benchmark(args.preset, over)
+    if args.dry_run:
+        for c in expand(cfg):
+            print(f"{c.key}  {c.name}")
+        return 0
+    command = "vlsafe benchmark " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["benchmark"] else
+                                               ["--preset", args.preset, "--out", args.out, *[f"--set={o}" for o in over]])
+    res = run_benchmark(cfg, args.out, executor=args.executor, command=command)
+    return 1 if res.failed or res.skipped else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from vlsafe.benchmark.report import write_report
+
+    page = write_report(args.results, args.out)
+    print(f"wrote {page} and its PNG figures beside it")
+    return 0
+
+
 def _cmd_eval_wm(args: argparse.Namespace) -> int:
     from vlsafe.data.store import EpisodeStore
     from vlsafe.manifest import read_json
@@ -394,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--minari", action="store_true", required=True, help="export format (Minari)")
     e.add_argument("--out", required=True, help="Minari datasets root folder")
     e.add_argument("--id", help="Minari dataset id (default vlsafe/<task>-<backend>-v0)")
+    sb = dsub.add_parser("subset", help="a nested trajectory-level subset (sample-efficiency studies)")
+    sb.add_argument("path", help="source dataset folder")
+    sb.add_argument("--fraction", type=float, required=True, help="share of each behaviour's episodes, in (0, 1]")
+    sb.add_argument("--seed", type=int, default=0, help="the permutation (the same seed nests 10%% in 30%% in 100%%)")
+    sb.add_argument("--out", required=True, help="new dataset folder (its own labels and world model)")
     im = dsub.add_parser("import", help="read a Minari dataset (a vlsafe export) into a dataset folder")
     im.add_argument("path", help="new dataset folder")
     im.add_argument("--minari", action="store_true", required=True)
@@ -470,6 +506,21 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("evals", nargs="+", help="eval folders or eval.json files; each is compared with the first")
     cp.add_argument("--metrics", default="Return,Cost,AR,CR", help="comma-separated metrics (default %(default)s)")
     cp.set_defaults(fn=_cmd_compare)
+
+    bm = sub.add_parser("benchmark", help="the paper's evaluation: methods x tasks x seeds x data fractions x shifts, cached")
+    bm.add_argument("--preset", default="small", help="smoke (CI, ~2 min), small (the committed benchmark) or full")
+    bm.add_argument("--out", default="runs/benchmark", help="benchmark folder (cells/ and results/); rerun to resume")
+    bm.add_argument("--workers", type=int, help="cells at a time (default: the preset's)")
+    bm.add_argument("--executor", default="local", help="where cells run: local (a process pool on this machine)")
+    bm.add_argument("--dry-run", action="store_true", help="list the grid's cells and stop")
+    bm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="BenchmarkConfig override, e.g. --set tasks=left-turn,navigation --set eval.episodes=10")
+    bm.set_defaults(fn=_cmd_benchmark)
+
+    rp = sub.add_parser("report", help="one self-contained HTML page (and PNG figures) of a benchmark's results")
+    rp.add_argument("results", help="benchmark folder (or its results/ folder)")
+    rp.add_argument("--out", help="folder of report.html and the figures (default: RESULTS/report)")
+    rp.set_defaults(fn=_cmd_report)
 
     m = sub.add_parser("demo", help="the whole pipeline on a small default (grows with each stage)")
     m.add_argument("--out", default="runs/demo")

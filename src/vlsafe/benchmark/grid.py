@@ -1,0 +1,114 @@
+"""The benchmark config expanded into cells: one plain `vlsafe` run each, with the cells it needs.
+
+Every cell is named by what it is (`wm/left-turn@metadrive/f0.3`) and keyed by a hash of its
+resolved spec and of its inputs' keys: a cell whose config or inputs change is a new cell in a
+new folder, and one whose key is already finished on disk is never run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlsafe.benchmark.config import IN_HOUSE, OFFLINE_LIBRARY, ONLINE_LIBRARY, BenchmarkConfig
+
+__all__ = ["Cell", "expand", "KINDS"]
+
+KINDS = ("data", "subset", "wm", "policy", "eval")
+
+
+@dataclass
+class Cell:
+    kind: str
+    name: str  # human-readable and unique within a grid
+    spec: dict[str, Any]  # everything that determines the cell's output, besides its inputs
+    needs: list["Cell"] = field(default_factory=list)
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        text = json.dumps({"kind": self.kind, "spec": self.spec, "needs": sorted(c.key for c in self.needs)},
+                          sort_keys=True)
+        self.key = hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def folder(self) -> str:
+        """Path of the cell under the benchmark's `cells/`: its name, then its key."""
+        return f"{self.kind}/{self.name.split('/', 1)[1].replace('/', '__')}-{self.key}"
+
+
+def _fraction_name(f: float) -> str:
+    return f"f{f:g}"
+
+
+def expand(cfg: BenchmarkConfig) -> list[Cell]:
+    """All cells of the grid in an order that puts every cell after the cells it needs."""
+    cells: list[Cell] = []
+    for task in cfg.tasks:
+        tb = f"{task}@{cfg.backend}"
+        data = Cell("data", f"data/{tb}", {"task": task, "backend": cfg.backend, "preset": cfg.data.preset,
+                                           "episodes": cfg.data.episodes, "seed_start": cfg.data.seed_start,
+                                           "workers": cfg.data.workers, "task_overrides": list(cfg.data.task_overrides)})
+        offline = [m for m in cfg.methods if m not in ONLINE_LIBRARY]
+        if offline:
+            cells.append(data)
+        for frac in cfg.fractions if offline else ():
+            fname = _fraction_name(frac)
+            sub = Cell("subset", f"subset/{tb}/{fname}", {"fraction": frac, "seed": cfg.data.subset_seed,
+                                                            "label_model": cfg.labels.model, "prompts": cfg.labels.prompts},
+                       [data])
+            cells.append(sub)
+            wm = None
+            if any(m in IN_HOUSE for m in offline):
+                wm = Cell("wm", f"wm/{tb}/{fname}", {"preset": cfg.world_model.preset, "steps": cfg.world_model.steps,
+                                                     "overrides": list(cfg.world_model.overrides)}, [sub])
+                cells.append(wm)
+            for seed in cfg.seeds:
+                policies: dict[str, Cell] = {}
+                in_house = [m for m in offline if m in IN_HOUSE]
+                if "bc" in in_house and "vl-safe" not in in_house:
+                    in_house.append("vl-safe")  # π̂_b is the vl-safe run's behaviour head
+                for m in in_house:
+                    if m == "bc":
+                        continue
+                    policies[m] = Cell("policy", f"policy/{tb}/{fname}/{m}/s{seed}",
+                                       {"method": m, "seed": seed, "steps": cfg.policy.steps,
+                                        "overrides": list(cfg.policy.overrides)}, [wm])
+                for m in offline:
+                    if m in OFFLINE_LIBRARY:
+                        policies[m] = Cell("policy", f"policy/{tb}/{fname}/{m}/s{seed}",
+                                           {"method": m, "algo": OFFLINE_LIBRARY[m], "seed": seed,
+                                            "steps": cfg.baseline.offline_steps, "overrides": list(cfg.baseline.overrides)},
+                                           [sub])
+                cells.extend(policies.values())
+                for m in offline:
+                    source = policies["vl-safe" if m == "bc" else m]
+                    cells.extend(_evals(cfg, tb, fname, frac, m, seed, source))
+        for m in cfg.methods:
+            if m not in ONLINE_LIBRARY:
+                continue
+            for seed in cfg.seeds:
+                pol = Cell("policy", f"policy/{tb}/online/{m}/s{seed}",
+                           {"method": m, "algo": ONLINE_LIBRARY[m], "task": task, "backend": cfg.backend, "seed": seed,
+                            "steps": cfg.baseline.online_steps, "overrides": list(cfg.baseline.overrides),
+                            "task_overrides": list(cfg.data.task_overrides)})
+                cells.append(pol)
+                cells.extend(_evals(cfg, tb, "online", None, m, seed, pol))
+    return cells
+
+
+def _evals(cfg: BenchmarkConfig, tb: str, fname: str, frac: float | None, method: str, seed: int, source: Cell) -> list[Cell]:
+    out = []
+    for cond in cfg.conditions:
+        for actor in cfg.eval.actors:
+            spec = {"method": method, "seed": seed, "fraction": frac, "condition": cond, "actor": actor,
+                    "behaviour_head": method == "bc", "episodes": cfg.eval.episodes, "seed_start": cfg.eval.seed_start,
+                    "cost_threshold": cfg.eval.cost_threshold, "other_backend": _other_backend(cfg.backend),
+                    "videos": cfg.eval.videos and cond == "default" and actor == "greedy"}
+            out.append(Cell("eval", f"eval/{tb}/{fname}/{method}/s{seed}/{cond}/{actor}", spec, [source]))
+    return out
+
+
+def _other_backend(backend: str) -> str:
+    return "highway" if backend == "metadrive" else "metadrive"

@@ -1,0 +1,127 @@
+"""Run a grid of cells: cached by key, resumable after a kill, parallel, with an ETA over the grid.
+
+The scheduler only needs an executor with `submit(fn, *args) -> Future` (the
+`concurrent.futures.Executor` interface): the local process pool is the default, and a cluster
+backend plugs in by providing another executor. Every cell runs in a fresh worker process
+(MetaDrive allows one engine per process, and a cell's torch settings must not leak into the next).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+from collections import defaultdict
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable
+
+from vlsafe.benchmark.cells import DONE, run_cell
+from vlsafe.benchmark.grid import Cell
+
+__all__ = ["GridResult", "run_grid", "local_pool", "EXECUTORS", "read_done"]
+
+
+def local_pool(workers: int) -> Executor:
+    """The default backend: `workers` processes on this machine, a fresh one for every cell."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
+
+
+EXECUTORS: dict[str, Callable[[int], Executor]] = {"local": local_pool}
+
+
+def read_done(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / DONE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+class GridResult:
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.cached: list[str] = []
+        self.failed: dict[str, str] = {}
+        self.skipped: list[str] = []  # a cell they need failed
+        self.wall_s = 0.0
+
+
+def _fmt_s(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def run_grid(cells: list[Cell], root: Path, workers: int = 2, executor: str = "local",
+             log: Callable[[str], None] = print) -> GridResult:
+    """Run every cell of `cells` not finished under `root/cells/`; cells run as soon as what they need is done."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    res = GridResult()
+    t0 = time.perf_counter()
+    folder = {c.key: root / "cells" / c.folder for c in cells}
+    durations: dict[str, list[float]] = defaultdict(list)
+    finished: set[str] = set()
+    for c in cells:
+        rec = read_done(folder[c.key])
+        if rec is not None and rec.get("key") == c.key:
+            finished.add(c.key)
+            res.cached.append(c.name)
+            durations[c.kind].append(float(rec.get("wall_s", 0.0)))
+    pending = [c for c in cells if c.key not in finished]
+    total = len(cells)
+    log(f"benchmark: {total} cells, {len(res.cached)} finished before (cached), {len(pending)} to run on "
+        f"{workers} {executor} worker(s)")
+    if not pending:
+        res.wall_s = time.perf_counter() - t0
+        return res
+    failed: set[str] = set()
+    running: dict[Future, tuple[Cell, float]] = {}
+    pool = EXECUTORS[executor](workers)
+    try:
+        while pending or running:
+            for c in list(pending):
+                if any(n.key in failed for n in c.needs):
+                    pending.remove(c)
+                    failed.add(c.key)
+                    res.skipped.append(c.name)
+                elif len(running) < workers and all(n.key in finished for n in c.needs):
+                    pending.remove(c)
+                    fut = pool.submit(run_cell, c.kind, c.name, c.key, c.spec, str(folder[c.key]),
+                                      [str(folder[n.key]) for n in c.needs])
+                    running[fut] = (c, time.perf_counter())
+            if not running:
+                break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                c, started = running.pop(fut)
+                try:
+                    fut.result()
+                except Exception as err:  # a cell's failure stops the cells that need it, not the grid
+                    failed.add(c.key)
+                    res.failed[c.name] = str(err).splitlines()[0] if str(err) else type(err).__name__
+                    log(f"  FAILED {c.name}: {res.failed[c.name]}")
+                    continue
+                finished.add(c.key)
+                res.ran.append(c.name)
+                durations[c.kind].append(time.perf_counter() - started)
+                n_done = len(res.ran) + len(res.cached)
+                log(f"  [{n_done}/{total}] {c.name} in {_fmt_s(time.perf_counter() - started)}; "
+                    f"elapsed {_fmt_s(time.perf_counter() - t0)}, ETA {_eta(pending, running, durations, workers)}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    res.wall_s = time.perf_counter() - t0
+    return res
+
+
+def _eta(pending: list[Cell], running: dict, durations: dict[str, list[float]], workers: int) -> str:
+    """Remaining time: each pending or running cell at the mean time of its kind so far (of all
+    kinds where its own has no finished cell yet), spread over the workers."""
+    known = [d for ds in durations.values() for d in ds]
+    if not known:
+        return "?"
+    overall = sum(known) / len(known)
+    mean = {k: sum(v) / len(v) for k, v in durations.items() if v}
+    now = time.perf_counter()
+    left = sum(mean.get(c.kind, overall) for c in pending)
+    left += sum(max(mean.get(c.kind, overall) - (now - t), 0.0) for c, t in running.values())
+    return _fmt_s(left / max(workers, 1))

@@ -1,0 +1,68 @@
+"""The benchmark's config and grid without running anything: refusals, cache keys, nested subsets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from vlsafe.benchmark import expand, resolve_benchmark
+from vlsafe.config import ConfigError
+from vlsafe.data.subset import subset_seeds
+
+
+@pytest.mark.parametrize("override, words", [
+    ("methods=vl-safe,foo", "methods: unknown 'foo'"),
+    ("fractions=0,1", "fractions: expected distinct numbers in (0, 1]"),
+    ("seeds=1,1", "seeds: expected distinct"),
+    ("reference=fosp", "reference: 'fosp' is not among"),
+    ("conditions=rain", "conditions: unknown 'rain'"),
+    ("eval.episodes=0", "eval.episodes: expected >= 1"),
+    ("workers=0", "workers: expected >= 1"),
+    ("tasks=four_lane", "tasks: unknown 'four_lane'"),
+])
+def test_bad_config_is_refused_in_one_line(override, words):
+    with pytest.raises(ConfigError, match=None) as err:
+        resolve_benchmark("smoke", [override])
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_refuses_before_any_work(tmp_path):
+    out = tmp_path / "b"
+    r = subprocess.run([sys.executable, "-m", "vlsafe.cli", "benchmark", "--preset", "nope", "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown benchmark preset 'nope'" in r.stderr and not out.exists()
+
+
+def test_keys_follow_the_config():
+    a, b = expand(resolve_benchmark("smoke")), expand(resolve_benchmark("smoke"))
+    assert [c.key for c in a] == [c.key for c in b]  # deterministic
+    assert len({c.key for c in a}) == len(a)
+    c = expand(resolve_benchmark("smoke", ["policy.steps=21"]))
+    changed = {x.name for x, y in zip(a, c) if x.key != y.key}
+    # a policy setting changes the policies and their evaluations, never the data or the world models
+    assert changed and all(n.startswith(("policy/", "eval/")) for n in changed)
+    assert not any(n.startswith("policy/") and "d3rlpy" in n for n in changed)
+
+
+def test_small_grid_has_every_method_task_seed_fraction():
+    cfg = resolve_benchmark("small")
+    cells = expand(cfg)
+    evals = {(c.name.split("/")[1], c.spec["method"], c.spec["seed"], c.spec["fraction"], c.spec["condition"])
+             for c in cells if c.kind == "eval"}
+    assert len(evals) == len(cfg.tasks) * len(cfg.methods) * len(cfg.seeds) * len(cfg.fractions) * len(cfg.conditions)
+    for c in cells:  # every cell comes after what it needs
+        assert all(cells.index(n) < cells.index(c) for n in c.needs)
+
+
+def test_subsets_nest_and_keep_the_mixture():
+    entries = [{"seed": i, "behaviour": ["expert", "noisy", "reckless", "expert"][i % 4]} for i in range(200)]
+    s10, s30, s100 = (subset_seeds(entries, f, seed=3) for f in (0.1, 0.3, 1.0))
+    assert set(s10) < set(s30) < set(s100) == set(range(200))
+    assert len(s10) == 20 and len(s30) == 60
+    experts = sum(1 for s in s30 if entries[s]["behaviour"] == "expert")
+    assert experts == 30  # half of the data, half of the subset
+    assert subset_seeds(entries, 0.3, seed=4) != s30  # another permutation seed, another subset
+    with pytest.raises(ValueError):
+        subset_seeds(entries, 0.0)
