@@ -68,6 +68,9 @@ def _union(value: Any, args: tuple, where: str) -> Any:
 def _sequence(value: Any, origin: type, args: tuple, where: str) -> Any:
     if isinstance(value, str):
         value = [v for v in value.split(",") if v != ""]
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and not (origin is tuple and args
+                                                                                   and args[-1] is not Ellipsis):
+        value = [value]  # `--set seeds=0` is the one-element list, as `--set seeds=0,1` is a list of two
     if not isinstance(value, (list, tuple)):
         raise ConfigError(f"{where}: expected a list, got {value!r}")
     if origin is tuple and args and args[-1] is not Ellipsis:

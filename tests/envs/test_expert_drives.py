@@ -15,7 +15,7 @@ from vlsafe.experts.route_follower import RouteFollowerConfig, curve_speed, rout
 # (backend, seeds, least arrivals). Measured on the 2-core x86 machine, 2026-12-04: MetaDrive 10/10
 # on every task, highway-env four-lane 6/6 and navigation 5/6 (one timeout). A margin on each row
 # for another CPU's rounding; highway-env's junctions are left out: there the expert arrives in
-# 1 of these 6 (the README's expert table has the numbers and why).
+# 1 of these 6 (docs/data.md's expert table has the numbers and why).
 ROWS = [("metadrive", range(300, 310), 9), ("highway", range(300, 306), 4)]
 
 
@@ -41,7 +41,7 @@ def _arrivals(task: str, backend: str, seeds) -> tuple[int, list]:
 @pytest.mark.parametrize("backend, seeds, least", ROWS, ids=[r[0] for r in ROWS])
 def test_the_expert_arrives_on_fixed_seeds(task, backend, seeds, least):
     if backend == "highway" and task in ("left-turn", "right-turn"):
-        pytest.skip("highway-env junctions: the expert's goal is not met yet (README, expert table)")
+        pytest.skip("highway-env junctions: the expert's goal is not met yet (docs/data.md, expert table)")
     arrived, outcomes = _arrivals(task, backend, seeds)
     assert arrived >= least, outcomes
 

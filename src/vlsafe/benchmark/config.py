@@ -14,7 +14,8 @@ from typing import Any
 from vlsafe.config import ConfigError, apply_overrides
 
 __all__ = ["BenchmarkConfig", "DataStage", "LabelStage", "WorldModelStage", "PolicyStage", "BaselineStage",
-           "EvalStage", "PRESETS", "IN_HOUSE", "OFFLINE_LIBRARY", "ONLINE_LIBRARY", "CONDITIONS", "resolve_benchmark"]
+           "EvalStage", "PRESETS", "MAP_VARIETY", "IN_HOUSE", "OFFLINE_LIBRARY", "ONLINE_LIBRARY", "CONDITIONS",
+           "resolve_benchmark"]
 
 # In-house methods train a policy on one world model; "bc" is the behaviour head π̂_b of the
 # vl-safe run with the same training seed (the README's bc row), so it costs no extra training.
@@ -27,6 +28,9 @@ ONLINE_LIBRARY = {"ppo": "ppo", "sac": "sac", "dqn": "dqn"}
 # Evaluation conditions: the training task itself, the traffic-density shifts, maps outside the
 # training range, and the same task driven on the other simulator (no retraining for any).
 CONDITIONS = ("default", "sparse", "dense", "unseen", "cross-sim")
+# `:unseen` (maps 10000+) is a shift only where a map seed changes the road: four-lane and the
+# turns are fixed block sequences (a new map seed there is new traffic, which `default` covers).
+MAP_VARIETY = ("navigation",)
 ACTOR_MODES = ("greedy", "sampled")
 
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from vlsafe.benchmark.config import IN_HOUSE, OFFLINE_LIBRARY, ONLINE_LIBRARY, BenchmarkConfig
+from vlsafe.benchmark.config import IN_HOUSE, MAP_VARIETY, OFFLINE_LIBRARY, ONLINE_LIBRARY, BenchmarkConfig
 
 __all__ = ["Cell", "expand", "KINDS"]
 
@@ -101,6 +101,8 @@ def expand(cfg: BenchmarkConfig) -> list[Cell]:
 def _evals(cfg: BenchmarkConfig, tb: str, fname: str, frac: float | None, method: str, seed: int, source: Cell) -> list[Cell]:
     out = []
     for cond in cfg.conditions:
+        if cond == "unseen" and tb.split("@")[0] not in MAP_VARIETY:
+            continue
         for actor in cfg.eval.actors:
             spec = {"method": method, "seed": seed, "fraction": frac, "condition": cond, "actor": actor,
                     "behaviour_head": method == "bc", "episodes": cfg.eval.episodes, "seed_start": cfg.eval.seed_start,
