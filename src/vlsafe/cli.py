@@ -198,7 +198,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     if args.steps or args.episodes:  # an explicit size replaces the preset's
         fields.update(steps=args.steps or 0, episodes=args.episodes or 0)
     cfg = with_preset(args.preset, **fields)
-    collect(cfg, args.out or f"data/{args.task.replace(':', '-')}@{args.backend}-{args.preset}")
+    collect(cfg, args.out or f"data/{args.task.replace(':', '-')}@{args.backend}-{args.preset}", cluster=args.cluster,
+            address=args.address)
     return 0
 
 
@@ -311,7 +312,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                             backend=args.backend, variant=args.variant, out=out, videos=not args.no_videos,
                             device=args.device, greedy=not getattr(args, "sampled", False),
                             actor=getattr(args, "actor", "policy"), cost_threshold=args.cost_threshold,
-                            threads=args.threads, posterior=posterior)
+                            threads=args.threads, posterior=posterior, cluster=getattr(args, "cluster", "local"),
+                            workers=getattr(args, "workers", 1), address=getattr(args, "address", None))
     print(report_table(rep))
     print(f"wrote {out}/eval.json, eval.md" + (", best/worst videos" if not args.no_videos else ""))
     return 0
@@ -338,7 +340,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         return 0
     command = "vlsafe benchmark " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["benchmark"] else
                                                ["--preset", args.preset, "--out", args.out, *[f"--set={o}" for o in over]])
-    res = run_benchmark(cfg, args.out, executor=args.executor, command=command)
+    res = run_benchmark(cfg, args.out, cluster=args.cluster, address=args.address, command=command)
     return 1 if res.failed or res.skipped else 0
 
 
@@ -367,6 +369,12 @@ def _cmd_eval_wm(args: argparse.Namespace) -> int:
     print(dumps(report, indent=1))
     print(f"wrote {args.run}/eval.json and {args.run}/imagined.gif")
     return 0
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", default="local", help="where the workers run: local (processes here) or ray")
+    p.add_argument("--address", help="with --cluster ray: auto (the cluster `ray start` made here) or HOST:PORT; "
+                                     "default: a private Ray instance on this machine")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -407,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--bev-size", type=int, default=64)
     c.add_argument("--out", help="dataset folder (default data/<task>@<backend>-<preset>)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TaskConfig override")
+    _cluster_args(c)
     c.set_defaults(fn=_cmd_collect)
 
     data = sub.add_parser("data", help="inspect, verify, export and import datasets")
@@ -500,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="torch CPU threads (default 1: one frame per step gains nothing from more, and evaluations "
                          "side by side that oversubscribe the cores ran ~10x slower; 0 = torch's default)")
     ev.add_argument("--device", default="cpu")
+    ev.add_argument("--workers", type=int, default=1, help="episodes in parallel (local processes or Ray actors)")
+    _cluster_args(ev)
     ev.set_defaults(fn=_cmd_eval)
 
     cp = sub.add_parser("compare", help="paired differences between evaluations of the same episode seeds")
@@ -511,10 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--preset", default="small", help="smoke (CI, ~2 min), small (the committed benchmark) or full")
     bm.add_argument("--out", default="runs/benchmark", help="benchmark folder (cells/ and results/); rerun to resume")
     bm.add_argument("--workers", type=int, help="cells at a time (default: the preset's)")
-    bm.add_argument("--executor", default="local", help="where cells run: local (a process pool on this machine)")
     bm.add_argument("--dry-run", action="store_true", help="list the grid's cells and stop")
     bm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="BenchmarkConfig override, e.g. --set tasks=left-turn,navigation --set eval.episodes=10")
+    _cluster_args(bm)
     bm.set_defaults(fn=_cmd_benchmark)
 
     rp = sub.add_parser("report", help="one self-contained HTML page (and PNG figures) of a benchmark's results")

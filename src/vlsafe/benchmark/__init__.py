@@ -9,18 +9,20 @@ from pathlib import Path
 from vlsafe.benchmark.config import PRESETS, BenchmarkConfig, resolve_benchmark
 from vlsafe.benchmark.grid import Cell, expand
 from vlsafe.benchmark.results import write_results
-from vlsafe.benchmark.runner import EXECUTORS, GridResult, run_grid
+from vlsafe.benchmark.runner import GridResult, run_grid
 from vlsafe.config import ConfigError, to_dict
 from vlsafe.runlog import dumps
 
 __all__ = ["BenchmarkConfig", "PRESETS", "resolve_benchmark", "expand", "run_benchmark", "Cell", "GridResult"]
 
 
-def run_benchmark(cfg: BenchmarkConfig, out: str | Path, executor: str = "local", command: str = "",
-                  log=print) -> GridResult:
-    """Run (or resume) every cell of `cfg` under `out`, then write `out/results/`."""
-    if executor not in EXECUTORS:
-        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+def run_benchmark(cfg: BenchmarkConfig, out: str | Path, cluster: str = "local", address: str | None = None,
+                  command: str = "", log=print) -> GridResult:
+    """Run (or resume) every cell of `cfg` under `out`, then write `out/results/`. `cluster`: where
+    cells run (vlsafe.cluster: a local process pool, or Ray tasks at `address`)."""
+    from vlsafe.cluster import check_cluster
+
+    check_cluster(cluster, address)
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--out {root}: exists and is not a folder")
@@ -30,7 +32,7 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, executor: str = "local"
     (root / "benchmark.json").write_text(dumps({"command": command, "config": to_dict(cfg),
                                                "cells": [{"name": c.name, "key": c.key, "folder": c.folder} for c in cells]},
                                               indent=1))
-    res = run_grid(cells, root, workers=cfg.workers, executor=executor, log=log)
+    res = run_grid(cells, root, workers=cfg.workers, cluster=cluster, address=address, log=log)
     if res.failed or res.skipped:
         log(f"benchmark: {len(res.failed)} cell(s) failed, {len(res.skipped)} not run because a cell they need failed:")
         for name, why in res.failed.items():

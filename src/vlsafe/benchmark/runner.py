@@ -1,33 +1,25 @@
 """Run a grid of cells: cached by key, resumable after a kill, parallel, with an ETA over the grid.
 
 The scheduler only needs an executor with `submit(fn, *args) -> Future` (the
-`concurrent.futures.Executor` interface): the local process pool is the default, and a cluster
-backend plugs in by providing another executor. Every cell runs in a fresh worker process
-(MetaDrive allows one engine per process, and a cell's torch settings must not leak into the next).
+`concurrent.futures.Executor` interface, vlsafe.cluster): the local process pool is the default,
+Ray tasks the cluster backend; caching, resuming and progress stay here, in the driver. Every cell
+runs in a fresh worker process (MetaDrive allows one engine per process, and a cell's torch
+settings must not leak into the next).
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import time
 from collections import defaultdict
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any, Callable
 
 from vlsafe.benchmark.cells import DONE, run_cell
 from vlsafe.benchmark.grid import Cell
 
-__all__ = ["GridResult", "run_grid", "local_pool", "EXECUTORS", "read_done"]
-
-
-def local_pool(workers: int) -> Executor:
-    """The default backend: `workers` processes on this machine, a fresh one for every cell."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
-
-
-EXECUTORS: dict[str, Callable[[int], Executor]] = {"local": local_pool}
+__all__ = ["GridResult", "run_grid", "read_done"]
 
 
 def read_done(folder: Path) -> dict[str, Any] | None:
@@ -51,11 +43,13 @@ def _fmt_s(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def run_grid(cells: list[Cell], root: Path, workers: int = 2, executor: str = "local",
+def run_grid(cells: list[Cell], root: Path, workers: int = 2, cluster: str = "local", address: str | None = None,
              log: Callable[[str], None] = print) -> GridResult:
     """Run every cell of `cells` not finished under `root/cells/`; cells run as soon as what they need is done."""
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    from vlsafe.cluster import check_cluster, worker_pool
+
+    check_cluster(cluster, address)
+    root = root.resolve()  # cells may run on other nodes' workers: absolute paths into the shared store
     res = GridResult()
     t0 = time.perf_counter()
     folder = {c.key: root / "cells" / c.folder for c in cells}
@@ -70,13 +64,13 @@ def run_grid(cells: list[Cell], root: Path, workers: int = 2, executor: str = "l
     pending = [c for c in cells if c.key not in finished]
     total = len(cells)
     log(f"benchmark: {total} cells, {len(res.cached)} finished before (cached), {len(pending)} to run on "
-        f"{workers} {executor} worker(s)")
+        f"{workers} {cluster} worker(s)")
     if not pending:
         res.wall_s = time.perf_counter() - t0
         return res
     failed: set[str] = set()
     running: dict[Future, tuple[Cell, float]] = {}
-    pool = EXECUTORS[executor](workers)
+    pool = worker_pool(cluster, workers, fresh_process=True, address=address)
     try:
         while pending or running:
             for c in list(pending):

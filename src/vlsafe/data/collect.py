@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing as mp
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +166,14 @@ def _single_threaded_children():
                 os.environ[k] = v
 
 
-def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = print) -> EpisodeStore:
+def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = print, cluster: str = "local",
+            address: str | None = None) -> EpisodeStore:
+    """Record `cfg`'s episodes into `out` (resumed if it holds a part of them). `cluster`: where the
+    workers run (vlsafe.cluster: local processes or Ray actors); seeds are fixed per episode, so
+    the dataset is the same whatever the number or kind of workers."""
+    from vlsafe.cluster import check_cluster
+
+    check_cluster(cluster, address)
     cfg.validate()
     task_cfg = cfg.task_config()
     if task_cfg.observation.bev.size != cfg.bev_size:  # `--set observation.bev.size=N` wins: record what is drawn
@@ -186,15 +192,16 @@ def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = pr
         log(f"resuming: {len(done)} finished episodes found in {store.root}")
     target_text = f"{cfg.episodes} episodes" if cfg.episodes else f"{cfg.steps} steps"
     log(f"collect {cfg.task}@{cfg.backend} -> {store.root}: {target_text}, mixture {cfg.mixture}, "
-        f"{cfg.workers} worker(s)")
+        f"{cfg.workers} {cluster} worker(s)")
 
     t0, steps0, len0, last = time.perf_counter(), sum(e["steps"] for e in done.values()), len(done), 0.0
     progress = open(store.root / "progress.jsonl", "a")
-    ctx = mp.get_context("spawn")
     next_seed = cfg.seed_start
-    with _single_threaded_children(), ProcessPoolExecutor(
-            cfg.workers, mp_context=ctx, initializer=_init_worker,
-            initargs=(json.dumps(to_dict(task_cfg)), str(store.root), cfg.mixture)) as pool:
+    from vlsafe.cluster import worker_pool
+
+    with _single_threaded_children(), worker_pool(
+            cluster, cfg.workers, _init_worker, (json.dumps(to_dict(task_cfg)), str(store.root.resolve()), cfg.mixture),
+            address=address) as pool:
         pending: dict[Any, int] = {}
         while _prefix_complete(cfg, done) is None:
             while len(pending) < 2 * cfg.workers:

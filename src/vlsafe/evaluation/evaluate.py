@@ -167,30 +167,48 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
     return path
 
 
-def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: int = EVAL_SEED_START, task: str | None = None,
-                      backend: str | None = None, variant: str = "", out: str | Path | None = None, videos: bool = True,
-                      device: str = "cpu", log: Callable[[str], None] = print, greedy: bool = True,
-                      actor: str = "policy", cost_threshold: float = COST_THRESHOLD, threads: int = 1,
-                      posterior: str = "mode") -> dict[str, Any]:
-    """Every run drives the same `episodes` seeds; returns (and writes to `out`) the pooled table.
-    `actor="behaviour"` drives each run's π̂_b (the behaviour-cloning row); `greedy=False` samples.
-    `posterior`: "mode" or "sample", how a world-model policy filters z_t (policy.agent.DrivingAgent).
-    `threads`: torch CPU threads (0 = torch's default); the drivers infer one frame per step."""
-    if actor not in ACTORS:
-        raise ValueError(f"actor: expected one of {', '.join(ACTORS)}, got {actor!r}")
-    if threads:
-        torch.set_num_threads(threads)
-    loaded = [load_driver(r, device=device, greedy=greedy, actor=actor, posterior=posterior)
-              for r in runs]  # validate all first
-    modes = {r.driver.action_mode for r in loaded}
-    if len(modes) > 1:
-        kinds = ", ".join(f"{r.path} acts {r.driver.action_mode}" for r in loaded)
-        raise ConfigError(f"cannot pool runs with different action modes ({kinds}); evaluate them separately")
-    methods = {r.method for r in loaded}
-    env = make_env(loaded[0].task, task, backend, variant, render=videos, action=modes.pop())
-    seeds = list(range(seed_start, seed_start + episodes))
-    per_run, pooled = {}, []
-    best = worst = None
+_WORKER: dict[str, Any] = {}
+
+
+def _init_eval_worker(runs: list[str], device: str, greedy: bool, actor: str, posterior: str, env_args: tuple,
+                      threads: int) -> None:
+    """A parallel evaluation worker: every run's driver and one environment, loaded once."""
+    torch.set_num_threads(threads or 1)
+    loaded = [load_driver(r, device=device, greedy=greedy, actor=actor, posterior=posterior) for r in runs]
+    name, backend, variant, action = env_args
+    _WORKER.update(drivers=[r.driver for r in loaded],
+                   env=make_env(loaded[0].task, name, backend, variant, render=False, action=action))
+
+
+def _eval_episode(run_index: int, seed: int) -> dict[str, Any]:
+    """One episode's metrics (small: nothing but numbers goes back to the caller)."""
+    return to_json(simulate(_WORKER["drivers"][run_index], _WORKER["env"], [seed])[0].metrics)
+
+
+def _simulate_parallel(runs: list[str], seeds: list[int], cluster: str, workers: int, address: str | None,
+                       init_args: tuple, log: Callable[[str], None]) -> dict[int, list]:
+    """Every (run, seed) episode on `workers` workers; the same metrics as the serial loop, because
+    each episode's random numbers come from its own seed (simulate)."""
+    from concurrent.futures import as_completed
+
+    from vlsafe.cluster import worker_pool
+    from vlsafe.evaluation.compare import _episode
+
+    out: dict[int, list] = {i: [None] * len(seeds) for i in range(len(runs))}
+    with worker_pool(cluster, workers, _init_eval_worker, init_args, address=address) as pool:
+        futures = {pool.submit(_eval_episode, i, s): (i, j) for i in range(len(runs)) for j, s in enumerate(seeds)}
+        for n, fut in enumerate(as_completed(futures), 1):
+            i, j = futures[fut]
+            out[i][j] = _episode(fut.result())
+            m = out[i][j]
+            log(f"  [{n}/{len(futures)}] {runs[i]} seed {seeds[j]}: return {m.Return:.1f} cost {m.Cost:.1f} "
+                f"AR {m.AR:.0f} CR {m.CR:.0f}")
+    return out
+
+
+def _drive_serial(loaded: list, env: DrivingEnv, seeds: list[int], videos: bool, log: Callable[[str], None]):
+    """Every run on every seed in this process; the best and the worst episode keep their frames."""
+    per_run, best, worst = {}, None, None
     for run in loaded:
         path = run.path
         log(f"eval {path} ({run.method}) on {env.config.task}@{env.config.backend}"
@@ -207,9 +225,64 @@ def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: in
                 worst = (m, str(path), ep.seed, ep.frames)
             ep.frames = []  # only the best and the worst keep their frames
 
-        eps = simulate(run.driver, env, seeds, record=videos, on_episode=keep)
-        per_run[str(path)] = [e.metrics for e in eps]
-        pooled += per_run[str(path)]
+        per_run[str(path)] = [e.metrics for e in simulate(run.driver, env, seeds, record=videos, on_episode=keep)]
+    return per_run, best, worst
+
+
+def _drive_parallel(loaded: list, env: DrivingEnv, seeds: list[int], videos: bool, init: tuple, cluster: str,
+                    workers: int, address: str | None, log: Callable[[str], None]):
+    """Every (run, seed) episode on parallel workers; then the best and the worst are driven once
+    more here with recording (an episode is reproducible from its seed)."""
+    results = _simulate_parallel([str(r.path) for r in loaded], seeds, cluster, workers, address, init, log)
+    per_run, ranked = {}, []
+    for i, run in enumerate(loaded):
+        per_run[str(run.path)] = results[i]
+        ranked += [(m.Return, i, seeds[j]) for j, m in enumerate(results[i])]
+    best, worst = max(ranked, key=lambda x: x[0]), min(ranked, key=lambda x: x[0])
+    if not videos:
+        return per_run, None, None
+    return per_run, *((ret, str(loaded[i].path), seed, simulate(loaded[i].driver, env, [seed], record=True)[0].frames)
+                      for ret, i, seed in (best, worst))
+
+
+def evaluate_policies(runs: list[str | Path], episodes: int = 20, seed_start: int = EVAL_SEED_START, task: str | None = None,
+                      backend: str | None = None, variant: str = "", out: str | Path | None = None, videos: bool = True,
+                      device: str = "cpu", log: Callable[[str], None] = print, greedy: bool = True,
+                      actor: str = "policy", cost_threshold: float = COST_THRESHOLD, threads: int = 1,
+                      posterior: str = "mode", cluster: str = "local", workers: int = 1,
+                      address: str | None = None) -> dict[str, Any]:
+    """Every run drives the same `episodes` seeds; returns (and writes to `out`) the pooled table.
+    `actor="behaviour"` drives each run's π̂_b (the behaviour-cloning row); `greedy=False` samples.
+    `posterior`: "mode" or "sample", how a world-model policy filters z_t (policy.agent.DrivingAgent).
+    `threads`: torch CPU threads (0 = torch's default); the drivers infer one frame per step.
+    `cluster`, `workers`: episodes in parallel on local processes or Ray actors (vlsafe.cluster);
+    the best and worst episodes are then driven once more here to record their videos."""
+    if actor not in ACTORS:
+        raise ValueError(f"actor: expected one of {', '.join(ACTORS)}, got {actor!r}")
+    if workers < 1:
+        raise ValueError(f"--workers: expected >= 1, got {workers}")
+    from vlsafe.cluster import check_cluster
+
+    check_cluster(cluster, address)
+    if threads:
+        torch.set_num_threads(threads)
+    loaded = [load_driver(r, device=device, greedy=greedy, actor=actor, posterior=posterior)
+              for r in runs]  # validate all first
+    modes = {r.driver.action_mode for r in loaded}
+    if len(modes) > 1:
+        kinds = ", ".join(f"{r.path} acts {r.driver.action_mode}" for r in loaded)
+        raise ConfigError(f"cannot pool runs with different action modes ({kinds}); evaluate them separately")
+    methods = {r.method for r in loaded}
+    action = modes.pop()
+    env = make_env(loaded[0].task, task, backend, variant, render=videos, action=action)
+    seeds = list(range(seed_start, seed_start + episodes))
+    if cluster != "local" or workers > 1:
+        log(f"eval {len(loaded)} run(s) x seeds {seeds[0]}..{seeds[-1]} on {workers} {cluster} worker(s)")
+        init = ([str(r.path) for r in loaded], device, greedy, actor, posterior, (task, backend, variant, action), threads)
+        per_run, best, worst = _drive_parallel(loaded, env, seeds, videos, init, cluster, workers, address, log)
+    else:
+        per_run, best, worst = _drive_serial(loaded, env, seeds, videos, log)
+    pooled = [m for ms in per_run.values() for m in ms]
     env.close()
     report = {"methods": sorted(methods), "actor": actor, "greedy": greedy, "posterior": posterior,
               "task": env.config.task,
