@@ -108,3 +108,29 @@ def test_eval_on_ray_gives_the_local_per_episode_metrics(bench, cluster, tmp_pat
     assert remote["seeds"] == [700, 701, 702]
     assert local["episodes"] == remote["episodes"] and local["metrics"] == remote["metrics"]
     assert Path(tmp_path / "ray" / "eval.md").exists()
+
+
+def test_labels_on_ray_data_equal_the_local_labels(bench, cluster, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from vlsafe.data.store import EpisodeStore
+    from vlsafe.vlm.label import label_dataset, load_labels
+    from vlsafe.vlm.scorer import load_scorer
+
+    src = next((bench["root"] / "cells" / "data").iterdir()) / "dataset"
+    stores = {}
+    for name in ("local", "ray"):
+        (tmp_path / name).mkdir()
+        shutil.copytree(src / "episodes", tmp_path / name / "episodes")
+        shutil.copy(src / "manifest.json", tmp_path / name / "manifest.json")
+        stores[name] = EpisodeStore(tmp_path / name)
+    scorer = load_scorer("drive-clip", None, threads=1)
+    label_dataset(stores["local"], scorer, log=lambda _: None)
+    label_dataset(stores["ray"], scorer, log=lambda _: None, cluster="ray", workers=2, address=cluster,
+                  scorer_spec=("drive-clip", None))
+    a, b = load_labels(stores["local"]), load_labels(stores["ray"])
+    assert sorted(a) == sorted(b) == [e["seed"] for e in stores["local"].entries()]
+    for seed in a:  # one thread on both sides: the same arithmetic
+        np.testing.assert_allclose(a[seed], b[seed], atol=1e-6)

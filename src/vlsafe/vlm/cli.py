@@ -52,7 +52,14 @@ def _cmd_label(args: argparse.Namespace) -> int:
         store.manifest()
         scorer = _scorer(args)
         ps = get_prompt_set(args.prompts)
-        ls = label_dataset(store, scorer, ps, resolve_prob(scorer, args.prob, ps.name), batch_size=args.batch_size)
+        from vlsafe.cluster import check_cluster
+
+        check_cluster(args.cluster, args.address)
+        if args.workers < 1:
+            raise ConfigError(f"--workers: expected >= 1, got {args.workers}")
+        ls = label_dataset(store, scorer, ps, resolve_prob(scorer, args.prob, ps.name), batch_size=args.batch_size,
+                           cluster=args.cluster, workers=args.workers, address=args.address,
+                           scorer_spec=(args.backend, args.model))
     except (ConfigError, DatasetError, ValueError) as err:
         return _fail(err)
     q = ls.provenance["quality"]
@@ -250,6 +257,9 @@ def add_commands(sub) -> None:
     lab = sub.add_parser("label", help="add VLM p(safe) labels to a dataset (cached, resumable)")
     lab.add_argument("path", help="dataset folder")
     _scorer_args(lab)
+    lab.add_argument("--cluster", default="local", help="local (this process) or ray (batched inference on Ray Data workers)")
+    lab.add_argument("--workers", type=int, default=1, help="with --cluster ray: scorer workers")
+    lab.add_argument("--address", help="with --cluster ray: auto or HOST:PORT (default: a private Ray instance here)")
     lab.set_defaults(fn=_cmd_label)
 
     vlm = sub.add_parser("vlm", help="train and evaluate the safety VLM")

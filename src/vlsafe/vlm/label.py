@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import h5py
 import numpy as np
@@ -75,10 +75,60 @@ def _check_dataset(store: EpisodeStore, scorer: Scorer) -> dict:
     return store.validate(image_size=scorer.image_size)
 
 
+class _EpisodeLabeller:
+    """Ray Data's callable class for `map_batches`: one scorer per worker, loaded once; a batch is a
+    few manifest rows (episode seeds). The worker reads the frames from the shared store itself and
+    writes the episode's partial labels there, so only seeds and counts cross the object store."""
+
+    def __init__(self, backend: str, model: str | None, ps: PromptSet, prob: ProbConfig, batch_size: int,
+                 root: str, partial: str):
+        from vlsafe.vlm.scorer import load_scorer
+
+        self.scorer = load_scorer(backend, model, threads=1)
+        self.ps, self.prob, self.batch_size = ps, prob, batch_size
+        self.store, self.partial = EpisodeStore(root), Path(partial)
+        self.text_emb = self.scorer.encode_texts(list(ps.texts))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        counts = []
+        for seed in batch["seed"]:
+            counts.append(_label_episode(self.store, int(seed), self.scorer, self.text_emb, self.ps, self.prob,
+                                         self.batch_size, self.partial))
+        return {"seed": np.asarray(batch["seed"]), "frames": np.asarray(counts)}
+
+
+def _label_episode(store: EpisodeStore, seed: int, scorer: Scorer, text_emb: np.ndarray, ps: PromptSet, prob: ProbConfig,
+                   batch_size: int, partial: Path) -> int:
+    with store.open(seed) as f:
+        frames = f["bev"][()]
+    sims = frame_similarities(scorer, frames, text_emb, batch_size)
+    p_safe = similarities_to_p_safe(sims, ps.n_safe, scorer.logit_scale, prob)
+    _atomic_npz(partial / f"ep_{seed:09d}.npz", p_safe=p_safe, sims=sims)
+    return len(frames)
+
+
+def _label_on_ray(store: EpisodeStore, todo: list[int], spec: tuple[str, str | None], ps: PromptSet, prob: ProbConfig,
+                  batch_size: int, partial: Path, workers: int, address: str | None) -> Iterator[tuple[int, int]]:
+    """(seed, frames) of every labelled episode, as Ray Data's workers finish them."""
+    import ray
+
+    from vlsafe.cluster.ray_pool import connect
+
+    connect(address)
+    ds = ray.data.from_items([{"seed": s} for s in todo]).map_batches(
+        _EpisodeLabeller, batch_size=1, concurrency=workers, num_cpus=1,
+        fn_constructor_args=(spec[0], spec[1], ps, prob, batch_size, str(store.root.resolve()), str(partial.resolve())))
+    for row in ds.iter_rows():
+        yield int(row["seed"]), int(row["frames"])
+
+
 def label_dataset(store: EpisodeStore, scorer: Scorer, prompts: str | PromptSet = "paper-v1",
                   prob: ProbConfig | None = None, batch_size: int = 256, log: Callable[[str], None] = print,
-                  on_episode: Callable[[int], None] | None = None) -> LabelSet:
-    """Label every frame of `store` (cached by key; resumes a killed run). Returns the LabelSet."""
+                  on_episode: Callable[[int], None] | None = None, cluster: str = "local", workers: int = 1,
+                  address: str | None = None, scorer_spec: tuple[str, str | None] | None = None) -> LabelSet:
+    """Label every frame of `store` (cached by key; resumes a killed run). Returns the LabelSet.
+    `cluster="ray"`: batched inference on `workers` Ray Data workers, each loading the scorer
+    `scorer_spec` = (backend, model) once; the labels are those of the local loop."""
     from vlsafe.manifest import code_version
     from vlsafe.vlm.quality import label_quality
 
@@ -103,18 +153,19 @@ def label_dataset(store: EpisodeStore, scorer: Scorer, prompts: str | PromptSet 
     todo_frames = sum(e["steps"] + 1 for e in entries if int(e["seed"]) not in done)
     log(f"label {store.root} with {scorer.model_id}, prompts {ps.name}, p(safe) {prob.method}: "
         f"{len(entries) - len(done)} episodes, {todo_frames} frames, batch {batch_size}")
-    text_emb = scorer.encode_texts(list(ps.texts))
+    todo = [int(e["seed"]) for e in entries if int(e["seed"]) not in done]
+    if cluster == "ray":
+        if scorer_spec is None:
+            raise ValueError("label_dataset(cluster='ray') needs scorer_spec=(backend, model) to load the scorer on the workers")
+        finished = _label_on_ray(store, todo, scorer_spec, ps, prob, batch_size, partial, workers, address)
+    elif cluster == "local":
+        text_emb = scorer.encode_texts(list(ps.texts))
+        finished = ((s, _label_episode(store, s, scorer, text_emb, ps, prob, batch_size, partial)) for s in todo)
+    else:
+        raise ValueError(f"--cluster: expected local or ray, got {cluster!r}")
     t0, last, n = time.perf_counter(), 0.0, 0
-    for entry in entries:
-        seed = int(entry["seed"])
-        if seed in done:
-            continue
-        with store.open(seed) as f:
-            frames = f["bev"][()]
-        sims = frame_similarities(scorer, frames, text_emb, batch_size)
-        p_safe = similarities_to_p_safe(sims, ps.n_safe, scorer.logit_scale, prob)
-        _atomic_npz(partial / f"ep_{seed:09d}.npz", p_safe=p_safe, sims=sims)
-        n += len(frames)
+    for seed, frames in finished:
+        n += frames
         if on_episode is not None:
             on_episode(seed)
         now = time.perf_counter()
