@@ -19,7 +19,7 @@ import numpy as np
 
 from vlsafe.evaluation.metrics import METRICS, UNITS
 
-__all__ = ["write_report", "load_summary", "HIGHER_IS_BETTER"]
+__all__ = ["write_report", "load_summary", "markdown_tables", "HIGHER_IS_BETTER"]
 
 HIGHER_IS_BETTER = {"Return": True, "Cost": False, "AS": True, "WC": True, "TD": True, "AR": True, "CR": False,
                     "TCF": False, "DCF": False, "CS": False}
@@ -302,7 +302,7 @@ def _label_quality(page: _Page, data: dict) -> None:
                                       "baseline (cost-lag1) and privileged simulator signals")
 
 
-def _gif(path: Path, width: int = 200, max_frames: int = 120) -> str | None:
+def _gif(path: Path, width: int = 128, max_frames: int = 50) -> str | None:
     """A rollout video as a base64 GIF data URI (browsers cannot play OpenCV's mp4v)."""
     import cv2
     import imageio.v2 as imageio
@@ -396,7 +396,7 @@ def write_report(results: str | Path, out: str | Path | None = None) -> Path:
     page.h(2, "Table I: the ten metrics per task", "table1")
     for actor in cfg["eval"]["actors"]:
         for task in tasks:
-            page.h(3, f"{task} ({actor} actor, {_fmt(_main_fraction(data))} of the data)")
+            page.h(3, f"{task} ({actor} actor, {_main_fraction(data) * 100:g}% of the data)")
             _table_one(page, data, task, actor)
     page.h(2, "Return against cost", "scatter")
     _scatter(page, data, tasks, methods)
@@ -416,9 +416,77 @@ def write_report(results: str | Path, out: str | Path | None = None) -> Path:
     _videos(page, data, tasks)
     page.h(2, "Provenance", "provenance")
     _provenance(page, data)
+    (out / "report.md").write_text(markdown_tables(data, tasks, methods))
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>vlsafe benchmark</title><style>{_CSS}</style>"
            f"</head><body>{''.join(page.parts)}{_SCRIPT}</body></html>")
     tmp = out / "report.html.tmp"
     tmp.write_text(doc)
     tmp.replace(out / "report.html")
     return out / "report.html"
+
+
+def _ci(r: dict, m: str) -> str:
+    lo, hi = r["ci95"][m]
+    return f"{_fmt(r['metrics'][m])} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def markdown_tables(data: dict, tasks: list[str], methods: list[str]) -> str:
+    """The report's tables as Markdown, for docs/ (generated from the results, never typed)."""
+    cfg, frac = data["config"], _main_fraction(data)
+    lines = [f"Produced by `{data['command']}` ({_fmt(data['wall_s'] / 60, 3)} min of wall-clock time in the run that "
+             f"wrote these results); versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".", ""]
+    lines += [f"## Table I: every task, {frac * 100:g}% of the data, default condition, greedy actor",
+              "", "Mean [95% bootstrap interval] over " f"{len(cfg['seeds'])} training seed(s) x {cfg['eval']['episodes']} "
+              "held-out episodes.", "",
+              "| task | method | Return | Cost | AS | WC | TD | AR | CR | TCF | DCF | CS | norm. reward | norm. cost |",
+              "|---|---|" + "---|" * 12]
+    for task in tasks:
+        for m in methods:
+            rs = [r for r in _select(data["summary"], task=task, method=m, condition="default", actor="greedy")
+                  if _frac(r) == frac]
+            if rs:
+                r = rs[0]
+                lines.append(f"| {task} | {m} | " + " | ".join(_ci(r, k) for k in METRICS) +
+                             f" | {_fmt(r['reward_norm'])} | {_fmt(r['cost_norm'])} |")
+    lines += ["", f"## Paired differences against {cfg['reference']} (method − {cfg['reference']}), greedy", "",
+              "| task | method | fraction | condition | pairs | ΔReturn | ΔCost | ΔAR | ΔCR |", "|---|" * 9]
+    for p in data["paired"]:
+        if p["actor"] == "greedy":
+            d = p["minus_reference"]
+            lines.append(f"| {p['task']} | {p['method']} | {_fmt(p['fraction'])} | {p['condition']} | {p['pairs']} | " +
+                         " | ".join(f"{_fmt(d[k]['diff'])} [{_fmt(d[k]['lo'])}, {_fmt(d[k]['hi'])}]"
+                                    for k in ("Return", "Cost", "AR", "CR")) + " |")
+    fracs = sorted(float(f) for f in cfg["fractions"])
+    lines += ["", "## Sample efficiency: Return / AR / CR against the share of the data (default, greedy)", "",
+              "| task | method | " + " | ".join(f"{f * 100:g}%" for f in fracs) + " |", "|---|---|" + "---|" * len(fracs)]
+    for task in tasks:
+        for m in methods:
+            cells = []
+            for f in fracs:
+                rs = [r for r in _select(data["summary"], task=task, method=m, condition="default", actor="greedy")
+                      if r["fraction"] not in ("", None) and float(r["fraction"]) == f]
+                cells.append(" / ".join(_fmt(rs[0]["metrics"][k]) for k in ("Return", "AR", "CR")) if rs else "–")
+            lines.append(f"| {task} | {m} | " + " | ".join(cells) + " |")
+    conds = list(cfg["conditions"])
+    lines += ["", f"## Shifts, evaluated without retraining: AR / CR / Return ({frac * 100:g}% of the data, greedy)", "",
+              "| task | method | " + " | ".join(conds) + " |", "|---|---|" + "---|" * len(conds)]
+    for task in tasks:
+        for m in methods:
+            cells = []
+            for c in conds:
+                rs = [r for r in _select(data["summary"], task=task, method=m, condition=c, actor="greedy") if _frac(r) == frac]
+                cells.append(" / ".join(_fmt(rs[0]["metrics"][k]) for k in ("AR", "CR", "Return")) if rs else "–")
+            lines.append(f"| {task} | {m} | " + " | ".join(cells) + " |")
+    lines += ["", "## Across tasks (rliable): IQM of the DSRL-normalised reward and cost, stratified-bootstrap 95% intervals",
+              "", f"| fraction | condition | method | IQM reward | IQM cost | P({cfg['reference']} > method), reward | "
+              f"P({cfg['reference']} safer), cost |", "|---|---|---|---|---|---|---|"]
+    for a in data["aggregate"]:
+        if a["actor"] != "greedy":
+            continue
+        poi = a.get("probability_of_improvement", {})
+        for m, v in a["iqm_reward"].items():
+            c = a["iqm_cost"][m]
+            pr, pc = poi.get("reward", {}).get(m), poi.get("cost", {}).get(m)
+            fmt = lambda x: f"{_fmt(x['value'])} [{_fmt(x['ci95'][0])}, {_fmt(x['ci95'][1])}]" if x else "–"  # noqa: E731
+            lines.append(f"| {_fmt(a['fraction'])} | {a['condition']} | {m} | {fmt(v)} | {fmt(c)} | {fmt(pr)} | {fmt(pc)} |")
+    return "\n".join(lines) + "\n"

@@ -30,6 +30,7 @@ from vlsafe.training.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
+from vlsafe.training.distributed import LossModule, NullLog, ranks
 from vlsafe.training.heap import reuse_freed_memory
 from vlsafe.training.precision import autocast, resolve_precision
 from vlsafe.worldmodel.rssm import PRESETS, WorldModel, WorldModelConfig
@@ -150,6 +151,20 @@ def _saved_step(folder: Path) -> str:
         return "no checkpoint was written"
 
 
+def _rank_sampler(store: EpisodeStore, cfg: TrainWMConfig, rk, train_seeds: list[int], labels, meta) -> SequenceSampler:
+    """One rank: the run's own sampler stream, resumed exactly. Several: each rank its shard of the
+    training episodes, its share of the global batch, and its own seed (reseeded at the step it
+    resumes at, whatever number of ranks wrote the checkpoint)."""
+    step = int(meta["step"]) if meta else 0
+    shard = train_seeds[rk.rank::rk.world] if rk.distributed and len(train_seeds) >= rk.world else train_seeds
+    seed = cfg.seed if not rk.distributed else [cfg.seed, rk.rank, step]
+    sampler = SequenceSampler(store, cfg.seq_len, cfg.batch_size // rk.world, seed=seed, seeds=shard, labels=labels,
+                              windows=cfg.windows, focus=cfg.focus)
+    if meta is not None and not rk.distributed and int(meta.get("world_size", 1)) == 1:
+        sampler.rng.bit_generator.state = meta["sampler_rng"]
+    return sampler
+
+
 def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cpu",
         log: Callable[[str], None] = print) -> WorldModel:
     store = EpisodeStore(data)
@@ -163,22 +178,28 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
     if cfg.model.action_dim != action_dim:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, action_dim=action_dim))
     ident = _identity(store, cfg)
-    torch.manual_seed(cfg.seed)
+    rk = ranks(device)
+    if cfg.batch_size % rk.world:
+        raise ConfigError(f"train-wm: batch_size {cfg.batch_size} (the global batch) must divide by the {rk.world} ranks")
+    log = log if rk.main else (lambda _: None)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = WorldModel(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
     train_seeds, held = split_seeds(store, cfg.held_out_every)
-    sampler = SequenceSampler(store, cfg.seq_len, cfg.batch_size, seed=cfg.seed, seeds=train_seeds, labels=labels,
-                              windows=cfg.windows, focus=cfg.focus)
     step = 0
     meta = resume_checkpoint(out, ident, model, opt, device)
     if meta is not None:
         step = int(meta["step"])
-        sampler.rng.bit_generator.state = meta["sampler_rng"]
-        log(f"resuming {out} from step {step}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({"train": to_dict(cfg), "data": str(store.root),
-                                                 "held_out_seeds": held, "identity": ident}, indent=1))
-    metrics_log = MetricsLog(out)
+    sampler = _rank_sampler(store, cfg, rk, train_seeds, labels, meta)
+    if meta is not None:
+        log(f"resuming {out} from step {step} ({meta.get('world_size', 1)} rank(s) wrote it, {rk.world} now)")
+    if rk.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({"train": to_dict(cfg), "data": str(store.root),
+                                                     "held_out_seeds": held, "identity": ident,
+                                                     "ranks": rk.world, "global_batch": cfg.batch_size}, indent=1))
+    metrics_log = MetricsLog(out) if rk.main else NullLog()
+    step_model = torch.nn.parallel.DistributedDataParallel(LossModule(model)) if rk.distributed else LossModule(model)
     precision = resolve_precision(cfg.precision, cfg.model.preset, device)
     heap = cfg.reuse_memory and reuse_freed_memory()
     log(f"  precision {precision} (precision={cfg.precision}, preset {cfg.model.preset}, {device}); "
@@ -188,12 +209,15 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
     while step < cfg.steps:
         batch = to_torch(sampler.sample(), cfg.model.action_dim, device)
         with autocast(precision, device):
-            loss, metrics, _ = model.loss(batch)
+            loss, metrics, _ = step_model(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         # the step's one host sync: stop before the optimizer writes NaN into the weights
-        if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+        finite = (torch.isfinite(loss) & torch.isfinite(grad_norm)).float()
+        if rk.distributed:  # every rank stops together, or none does
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not bool(finite):
             metrics_log.close()
             sampler.close()
             raise NonFiniteError(f"{out}: loss {loss.item()} / gradient norm {grad_norm.item()} at step {step + 1}; "
@@ -202,15 +226,18 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             rate = (step - step0) / (time.perf_counter() - t0)
-            row = {"step": step, "wm/loss": loss.item(), "wm/grad_norm": grad_norm.item(),
-                   **{k: float(v) for k, v in metrics.items()}, "perf/steps_per_s": rate}
+            row = {"step": step, "wm/loss": rk.all_mean(loss).item(), "wm/grad_norm": grad_norm.item(),
+                   **{k: float(rk.all_mean(torch.as_tensor(v))) for k, v in metrics.items()}, "perf/steps_per_s": rate}
             metrics_log.write(row)
             log(f"  step {step}/{cfg.steps} loss {row['wm/loss']:.2f} (image {row['wm/image_loss']:.1f}, "
                 f"cost {row['wm/cost_loss']:.3f}, kl {row['wm/kl']:.2f}) {rate:.2f} steps/s, "
                 f"ETA {(cfg.steps - step) / max(rate, 1e-9):.0f}s")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(out, model, opt, {"step": step, "identity": ident,
+        if rk.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            save_checkpoint(out, model, opt, {"step": step, "identity": ident, "world_size": rk.world,
+                                              "global_batch": cfg.batch_size,
                                               "sampler_rng": sampler.rng.bit_generator.state})
     metrics_log.close()
     sampler.close()
+    if rk.distributed:
+        torch.distributed.barrier()  # rank 0's last checkpoint is on disk before any rank returns
     return model.eval()

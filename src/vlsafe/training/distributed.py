@@ -1,0 +1,78 @@
+"""Data-parallel training under `torchrun`: what each rank is, and the model wrapped in DDP.
+
+`torchrun --nproc-per-node N $(which vlsafe) train-wm ...` sets RANK, WORLD_SIZE and LOCAL_RANK;
+without them a run is the plain single process. The config's `batch_size` is the *global* batch:
+each rank draws batch_size / N sequences from its own shard of the training episodes with its own
+seed, DDP averages the gradients (gloo on CPU, NCCL on GPU), and only rank 0 writes logs and
+checkpoints. The checkpoint records the global batch and the number of ranks, so a run resumes
+with another number of ranks (each rank's sampler is then reseeded from the step it resumes at).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Ranks", "ranks", "LossModule", "NullLog"]
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+    local: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def all_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of a scalar over the ranks (what the logs show: the global batch's loss)."""
+        if not self.distributed:
+            return x
+        y = x.detach().clone().float()
+        torch.distributed.all_reduce(y)
+        return y / self.world
+
+    def close(self) -> None:
+        if self.distributed and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def ranks(device: str) -> Ranks:
+    """This process's place among torchrun's ranks; joins the process group on first call."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Ranks()
+    r = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+    return r
+
+
+class LossModule(torch.nn.Module):
+    """DDP synchronises gradients through `forward`; the world model's training entry point is
+    `loss(batch)`, so this module's forward is that call."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return self.model.loss(batch)
+
+
+class NullLog:
+    """The metrics log of ranks other than 0: they write nothing."""
+
+    def write(self, row) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
