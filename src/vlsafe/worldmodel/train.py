@@ -240,4 +240,5 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
     sampler.close()
     if rk.distributed:
         torch.distributed.barrier()  # rank 0's last checkpoint is on disk before any rank returns
+        rk.close()  # leave the process group before exit: a rank that exits inside it was aborted by gloo's threads
     return model.eval()
