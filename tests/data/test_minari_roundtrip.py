@@ -73,3 +73,14 @@ def test_import_keeps_seeds_behaviour_task_and_dt(exported, tmp_path):
         assert all(np.array_equal(a.signals[k], b.signals[k]) for k in a.signals)
     with pytest.raises(DatasetError, match="already holds a dataset"):
         import_minari(dataset_id, mroot, tmp_path / "back")
+
+
+def test_a_relative_minari_root_works_as_the_readme_writes_it(exported, tmp_path, monkeypatch):
+    """`vlsafe data export data/lt --minari --out minari_root`: a relative root once wrote to
+    minari_root/<id>/data/minari_root/<id>/data/ and failed."""
+    store, _, _ = exported
+    monkeypatch.chdir(tmp_path)
+    dataset_id = export_minari(store, "minari_root", "vlsafe/rel-v0")
+    assert (tmp_path / "minari_root" / "vlsafe" / "rel-v0" / "data" / "main_data.hdf5").exists()
+    back = import_minari(dataset_id, "minari_root", "back")
+    assert [e["seed"] for e in back.entries()] == [100, 101, 102]

@@ -32,7 +32,9 @@ __all__ = ["export_minari", "import_minari"]
 @contextmanager
 def _minari_root(root: Path):
     old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    # absolute: Minari joins a relative root onto paths already under it (a relative --out wrote
+    # to minari_root/.../minari_root/... and failed)
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(root).resolve())
     try:
         yield
     finally:
