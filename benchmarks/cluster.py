@@ -51,7 +51,7 @@ def _label(workers: int, src: Path, out: Path) -> tuple[float, int]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--episodes", type=int, default=16)
+    ap.add_argument("--episodes", type=int, default=40)
     ap.add_argument("--task", default="four-lane")
     ap.add_argument("--backend", default="metadrive")
     args = ap.parse_args(argv)
