@@ -259,9 +259,9 @@ def _cmd_train_wm(args: argparse.Namespace) -> int:
     out = args.out or f"runs/wm/{Path(args.data).name}__{args.preset}"
     print(f"train-wm: preset {args.preset}, {cfg.steps} steps, data {args.data} -> {out} on {args.device}", flush=True)
     fit(args.data, out, cfg, device=args.device)
-    import os
+    from vlsafe.training.distributed import env_ranks
 
-    if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 evaluates and reports
+    if not env_ranks().main:  # under torchrun: rank 0 evaluates and reports
         return 0
     return _cmd_eval_wm(argparse.Namespace(run=out, data=args.data, device=args.device)) if args.eval else 0
 

@@ -37,8 +37,8 @@ COLUMNS = GROUP + ("budget", "train_seed", "episode_seed", "eval_backend", "eval
 DIFF_METRICS = ("Return", "Cost", "AR", "CR")
 
 
-def _norm(task: str, backend: str, ret: float, cost: float, threshold: float) -> tuple[float, float]:
-    ref = references().get(f"{task}@{backend}")
+def _norm(refs: dict, task: str, backend: str, ret: float, cost: float, threshold: float) -> tuple[float, float]:
+    ref = refs.get(f"{task}@{backend}")
     if ref is None:
         return math.nan, math.nan
     return (ret - ref["random"]) / (ref["expert"] - ref["random"]), cost / threshold if threshold > 0 else math.nan
@@ -46,7 +46,7 @@ def _norm(task: str, backend: str, ret: float, cost: float, threshold: float) ->
 
 def collect_results(cells: list[Cell], root: Path) -> list[dict[str, Any]]:
     """The tidy episode rows of every finished eval cell of the grid."""
-    rows = []
+    rows, refs = [], references()
     for c in cells:
         if c.kind != "eval":
             continue
@@ -60,7 +60,7 @@ def collect_results(cells: list[Cell], root: Path) -> list[dict[str, Any]]:
         budget = policy["steps"] if "task" in policy else ""
         for run in rep["runs"]:
             for seed, ep in zip(rep["seeds"], rep["episodes"][run]):
-                rn, cn = _norm(task, rep["backend"], ep["Return"], ep["Cost"], s["cost_threshold"])
+                rn, cn = _norm(refs, task, rep["backend"], ep["Return"], ep["Cost"], s["cost_threshold"])
                 rows.append({"task": task, "backend": backend, "method": s["method"],
                              "fraction": "" if s["fraction"] is None else s["fraction"], "condition": s["condition"],
                              "actor": s["actor"], "budget": budget, "train_seed": s["seed"], "episode_seed": seed,

@@ -19,9 +19,12 @@ from typing import Any, Callable
 
 from vlsafe.config import ConfigError
 
-__all__ = ["CLUSTERS", "worker_pool", "check_cluster"]
+__all__ = ["CLUSTERS", "SINGLE_THREAD_ENV", "worker_pool", "check_cluster"]
 
 CLUSTERS = ("local", "ray")
+# One worker per core: library thread pools (BLAS, OpenMP, Blosc) in every worker would only fight
+# over the cores. Workers get this environment before they import anything.
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "BLOSC_NTHREADS": "1"}
 
 
 def check_cluster(cluster: str, address: str | None = None) -> str:

@@ -18,8 +18,9 @@ from typing import Any, Callable
 
 __all__ = ["connect", "RayActorPool", "RayTaskPool"]
 
+from vlsafe.cluster import SINGLE_THREAD_ENV as _THREAD_VARS
+
 RETRIES = 3
-_THREAD_VARS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "BLOSC_NTHREADS": "1"}
 
 
 def connect(address: str | None = None) -> None:

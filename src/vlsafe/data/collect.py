@@ -148,14 +148,13 @@ def _prefix_complete(cfg: CollectConfig, done: dict[int, dict[str, Any]]) -> int
     return None
 
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLOSC_NTHREADS")
-
-
 @contextmanager
 def _single_threaded_children():
     """Workers inherit the environment at spawn: give them single-threaded BLAS/OpenMP/Blosc."""
-    old = {k: os.environ.get(k) for k in _THREAD_VARS}
-    os.environ.update({k: "1" for k in _THREAD_VARS})
+    from vlsafe.cluster import SINGLE_THREAD_ENV
+
+    old = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
+    os.environ.update(SINGLE_THREAD_ENV)
     try:
         yield
     finally:

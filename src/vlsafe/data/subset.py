@@ -43,7 +43,7 @@ def make_subset(src: str | Path, fraction: float, out: str | Path, seed: int = 0
     if not manifest.get("complete"):
         raise DatasetError(f"{source.root}: an unfinished collection; finish it before taking subsets")
     entries = source.entries()
-    keep = subset_seeds(entries, fraction, seed)
+    keep = set(subset_seeds(entries, fraction, seed))
     ident = {"of": manifest.get("identity"), "fraction": fraction, "seed": seed}
     store = EpisodeStore(out)
     if store.manifest_path.exists():
@@ -54,7 +54,7 @@ def make_subset(src: str | Path, fraction: float, out: str | Path, seed: int = 0
             raise DatasetError(f"{store.root}: holds another dataset or subset; use another --out or delete it")
     store.episodes_dir.mkdir(parents=True, exist_ok=True)
     store.clean_partial()  # links or copies a killed run left half-made
-    kept_entries = [e for e in entries if int(e["seed"]) in set(keep)]
+    kept_entries = [e for e in entries if int(e["seed"]) in keep]
     for e in kept_entries:
         target = store.root / e["file"]
         if target.exists():

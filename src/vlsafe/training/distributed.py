@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Ranks", "ranks", "LossModule", "NullLog"]
+__all__ = ["Ranks", "ranks", "env_ranks", "LossModule", "NullLog"]
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,18 @@ class Ranks:
             torch.distributed.destroy_process_group()
 
 
-def ranks(device: str) -> Ranks:
-    """This process's place among torchrun's ranks; joins the process group on first call."""
+def env_ranks() -> Ranks:
+    """This process's place among torchrun's ranks, as its environment says (no process group)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Ranks()
-    r = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if not torch.distributed.is_initialized():
+    return Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def ranks(device: str) -> Ranks:
+    """This process's place among torchrun's ranks; joins the process group on first call."""
+    r = env_ranks()
+    if r.distributed and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
     return r
 

@@ -52,11 +52,6 @@ def _cmd_label(args: argparse.Namespace) -> int:
         store.manifest()
         scorer = _scorer(args)
         ps = get_prompt_set(args.prompts)
-        from vlsafe.cluster import check_cluster
-
-        check_cluster(args.cluster, args.address)
-        if args.workers < 1:
-            raise ConfigError(f"--workers: expected >= 1, got {args.workers}")
         ls = label_dataset(store, scorer, ps, resolve_prob(scorer, args.prob, ps.name), batch_size=args.batch_size,
                            cluster=args.cluster, workers=args.workers, address=args.address,
                            scorer_spec=(args.backend, args.model))

@@ -129,9 +129,15 @@ def label_dataset(store: EpisodeStore, scorer: Scorer, prompts: str | PromptSet 
     """Label every frame of `store` (cached by key; resumes a killed run). Returns the LabelSet.
     `cluster="ray"`: batched inference on `workers` Ray Data workers, each loading the scorer
     `scorer_spec` = (backend, model) once; the labels are those of the local loop."""
+    from vlsafe.cluster import check_cluster
     from vlsafe.manifest import code_version
     from vlsafe.vlm.quality import label_quality
 
+    check_cluster(cluster, address)
+    if workers < 1:
+        raise ValueError(f"--workers: expected >= 1, got {workers}")
+    if cluster == "ray" and scorer_spec is None:
+        raise ValueError("label_dataset(cluster='ray') needs scorer_spec=(backend, model) to load the scorer on the workers")
     ps = get_prompt_set(prompts)
     prob = prob or ProbConfig()
     man = _check_dataset(store, scorer)
@@ -155,14 +161,10 @@ def label_dataset(store: EpisodeStore, scorer: Scorer, prompts: str | PromptSet 
         f"{len(entries) - len(done)} episodes, {todo_frames} frames, batch {batch_size}")
     todo = [int(e["seed"]) for e in entries if int(e["seed"]) not in done]
     if cluster == "ray":
-        if scorer_spec is None:
-            raise ValueError("label_dataset(cluster='ray') needs scorer_spec=(backend, model) to load the scorer on the workers")
         finished = _label_on_ray(store, todo, scorer_spec, ps, prob, batch_size, partial, workers, address)
-    elif cluster == "local":
+    else:
         text_emb = scorer.encode_texts(list(ps.texts))
         finished = ((s, _label_episode(store, s, scorer, text_emb, ps, prob, batch_size, partial)) for s in todo)
-    else:
-        raise ValueError(f"--cluster: expected local or ray, got {cluster!r}")
     t0, last, n = time.perf_counter(), 0.0, 0
     for seed, frames in finished:
         n += frames
