@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import time
@@ -11,29 +12,9 @@ from typing import Callable
 
 from vlsafe.config import ConfigError, to_dict
 from vlsafe.runlog import dumps
+from vlsafe.training.device import check_device
 
 __all__ = ["main"]
-
-
-def check_device(name: str) -> str:
-    """`name` if torch can use it here; otherwise a one-line ConfigError before any work, instead
-    of torch's traceback at the first tensor moved there."""
-    import torch
-
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"--device {name!r}: not a device (expected cpu, cuda, cuda:N or mps)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"--device {name}: MPS is not available here; use --device cpu")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"--device {name}: vlsafe runs on cpu, cuda or mps")
-    return name
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:
@@ -168,7 +149,6 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     import imageio.v2 as imageio
 
     from vlsafe.envs import make
-    from vlsafe.envs.bev import BEVConfig
     from vlsafe.experts import RouteFollower
 
     env = make(args.task, backend=args.backend, overrides=args.set)
@@ -179,7 +159,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
             _, _, terminated, truncated, _ = env.step(driver.act(env))
             if terminated or truncated:
                 break
-        frame = env.bev_frame(BEVConfig(size=args.size, range_m=env.config.observation.bev.range_m))
+        frame = env.bev_frame(dataclasses.replace(env.config.observation.bev, size=args.size))
     finally:
         env.close()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

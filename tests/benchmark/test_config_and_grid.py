@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,8 @@ from vlsafe.data.subset import subset_seeds
     ("eval.episodes=0", "eval.episodes: expected >= 1"),
     ("workers=0", "workers: expected >= 1"),
     ("tasks=four_lane", "tasks: unknown 'four_lane'"),
+    ("device=gpu", "device: expected cpu, cuda or cuda:N"),
+    ("gpus_per_cell=0", "gpus_per_cell: expected a number in (0, 8]"),
 ])
 def test_bad_config_is_refused_in_one_line(override, words):
     with pytest.raises(ConfigError, match=None) as err:
@@ -44,6 +47,23 @@ def test_keys_follow_the_config():
     # a policy setting changes the policies and their evaluations, never the data or the world models
     assert changed and all(n.startswith(("policy/", "eval/")) for n in changed)
     assert not any(n.startswith("policy/") and "d3rlpy" in n for n in changed)
+
+
+def test_training_cells_declare_a_gpu_with_device_cuda_and_keep_their_keys():
+    """Where a cell runs is not what it computes: device and resources leave the keys (the cache)
+    alone; with cuda only the world model and the in-house policies ask for a GPU."""
+    from vlsafe.benchmark.cells import commands
+
+    cpu = expand(resolve_benchmark("smoke", ["data.workers=2"]))
+    gpu = expand(resolve_benchmark("smoke", ["data.workers=2", "device=cuda", "gpus_per_cell=0.25"]))
+    assert [c.key for c in cpu] == [c.key for c in gpu]
+    assert all(c.device == "cpu" and "num_gpus" not in c.resources for c in cpu)
+    for c in gpu:
+        trains = c.kind == "wm" or (c.kind == "policy" and "algo" not in c.spec)
+        assert (c.device == "cuda") == trains and c.resources.get("num_gpus", 0) == (0.25 if trains else 0)
+        assert c.resources["num_cpus"] == (2 if c.kind == "data" else 1)
+        argv = commands(c.kind, c.spec, Path("/x"), [Path(f"/in/{n.kind}/cell") for n in c.needs], c.device)[-1]
+        assert ("--device" in argv) == trains and (not trains or argv[argv.index("--device") + 1] == "cuda")
 
 
 def test_small_grid_has_every_method_task_seed_fraction():

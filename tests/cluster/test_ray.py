@@ -89,6 +89,18 @@ def bench(cluster, tmp_path_factory):
     return {"root": root, "first": first, "second": second, "lines": lines, "again": again}
 
 
+def test_a_call_runs_with_the_resources_it_declares(cluster):
+    """Benchmark cells declare their CPUs and GPUs per call (a collect cell with 2 workers takes 2);
+    Ray's scheduler, not the driver, holds them to it."""
+    from vlsafe.cluster import submit_with, worker_pool
+    from vlsafe.cluster.ray_pool import assigned_resources
+
+    pool = worker_pool("ray", 2, fresh_process=True, address=cluster)
+    half = submit_with(pool, {"num_cpus": 0.5}, assigned_resources)
+    plain = pool.submit(assigned_resources)
+    assert half.result(timeout=120) == {"CPU": 0.5} and plain.result(timeout=120) == {"CPU": 1.0}
+
+
 def test_benchmark_runs_on_ray_then_resumes_from_its_cache(bench):
     first, second = bench["first"], bench["second"]
     assert not first.failed and not first.skipped, first.failed

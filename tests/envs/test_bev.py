@@ -71,3 +71,33 @@ def test_colours_are_pinned_and_a_rotated_ego_still_points_up(road, route):
     # the east-west road now runs across the picture: the blue route is a horizontal band through the ego
     blue = np.argwhere((img == (0, 0, 255)).all(-1))
     assert np.ptp(blue[:, 1]) > 4 * np.ptp(blue[:, 0]) and abs(blue[:, 0].mean() - 63.5) < 3
+
+
+def test_motion_draws_where_each_car_goes_and_off_is_the_old_picture(road, route):
+    """`motion_s` shows velocity in one frame: a car 7 m ahead driving at 4 m/s sweeps 4 m further
+    up in 1 s; the same car standing sweeps nothing; with motion_s=0 the picture is unchanged."""
+    ppm = 128 / 32
+    moving = vehicles([(50, -5.25, 0, 2, 0), (57, -5.25, 0, 4, 0)])
+    standing = vehicles([(50, -5.25, 0, 2, 0), (57, -5.25, 0, 0, 0)])
+    plain = BEVRasterizer(BEVConfig(size=128))
+    motion = BEVRasterizer(BEVConfig(size=128, motion_s=1.0))
+    assert not mask(plain.draw(road, route, moving), "vehicle_motion").any()
+    img = motion.draw(road, route, moving)
+    ghost = np.argwhere(mask(img, "vehicle_motion"))
+    car = np.argwhere(mask(img, "vehicle"))
+    # the swept area lies above (ahead of) the car, and reaches 4 m beyond its front
+    assert ghost[:, 0].max() <= car[:, 0].min() and car[:, 0].min() - ghost[:, 0].min() == pytest.approx(4 * ppm, abs=1.5)
+    assert mask(img, "ego_motion").sum() > 0  # the ego at 2 m/s sweeps 2 m too
+    still = motion.draw(road, route, standing)
+    assert not mask(still, "vehicle_motion").any()
+    # with motion drawn, speed is in the picture: two scenes that differ only in speed differ
+    assert not np.array_equal(img, still) and np.array_equal(plain.draw(road, route, moving), plain.draw(road, route, moving))
+    # cars are painted over their own swept area, so the car itself looks as before
+    assert np.array_equal(mask(img, "vehicle"), mask(plain.draw(road, route, moving), "vehicle"))
+
+
+def test_motion_out_of_range_is_refused():
+    from vlsafe.config import ConfigError
+
+    with pytest.raises(ConfigError, match="bev.motion_s"):
+        BEVConfig(motion_s=-1)

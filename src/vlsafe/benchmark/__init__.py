@@ -23,6 +23,10 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, cluster: str = "local",
     from vlsafe.cluster import check_cluster
 
     check_cluster(cluster, address)
+    if cfg.device != "cpu" and cluster == "local":  # on Ray the GPUs are the cluster's, declared per cell
+        from vlsafe.training.device import check_device
+
+        check_device(cfg.device)
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--out {root}: exists and is not a folder")

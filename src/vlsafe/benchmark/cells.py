@@ -24,8 +24,10 @@ DONE = "done.json"
 OUTPUT = {"data": "dataset", "subset": "dataset", "wm": "run", "policy": "run", "eval": "eval"}
 
 
-def commands(kind: str, spec: dict[str, Any], folder: Path, inputs: list[Path]) -> list[list[str]]:
-    """The `vlsafe` argument lists a cell runs, in order (folder: the cell's own; inputs: its needs' folders)."""
+def commands(kind: str, spec: dict[str, Any], folder: Path, inputs: list[Path], device: str = "cpu") -> list[list[str]]:
+    """The `vlsafe` argument lists a cell runs, in order (folder: the cell's own; inputs: its needs'
+    folders; device: the torch device of a world-model or in-house policy cell)."""
+    on = ["--device", device] if device != "cpu" else []
     out = str(folder / OUTPUT[kind])
     src = [str(p / OUTPUT[p.parent.name]) for p in inputs]
     if kind == "data":
@@ -42,14 +44,14 @@ def commands(kind: str, spec: dict[str, Any], folder: Path, inputs: list[Path]) 
                  "--out", out], label]
     if kind == "wm":
         cmd = ["train-wm", src[0], "--preset", spec["preset"], "--steps", str(spec["steps"]), "--out", out, "--eval",
-               "--set", "threads=1"]
+               "--set", "threads=1", *on]
         for o in spec["overrides"]:
             cmd += ["--set", o]
         return [cmd]
     if kind == "policy":
         if "algo" not in spec:
             cmd = ["train-policy", src[0], "--method", spec["method"], "--seed", str(spec["seed"]),
-                   "--steps", str(spec["steps"]), "--out", out, "--set", "threads=1"]
+                   "--steps", str(spec["steps"]), "--out", out, "--set", "threads=1", *on]
         else:
             cmd = ["baseline", "train", "--algo", spec["algo"], "--seed", str(spec["seed"]), "--out", out,
                    "--set", "threads=1"]
@@ -77,7 +79,8 @@ def command_text(argv: list[str]) -> str:
     return "vlsafe " + shlex.join(argv)
 
 
-def run_cell(kind: str, name: str, key: str, spec: dict[str, Any], folder: str, inputs: list[str]) -> dict[str, Any]:
+def run_cell(kind: str, name: str, key: str, spec: dict[str, Any], folder: str, inputs: list[str],
+             device: str = "cpu") -> dict[str, Any]:
     """Run a cell's commands with their output in `folder`/log.txt; returns (and writes) its done record.
     Runs in a fresh worker process: one simulator engine per process, one torch thread."""
     from vlsafe.cli import main
@@ -89,7 +92,7 @@ def run_cell(kind: str, name: str, key: str, spec: dict[str, Any], folder: str, 
     torch.set_num_threads(1)
     cell = Path(folder)
     cell.mkdir(parents=True, exist_ok=True)
-    argvs = commands(kind, spec, cell, [Path(p) for p in inputs])
+    argvs = commands(kind, spec, cell, [Path(p) for p in inputs], device)
     t0 = time.perf_counter()
     with open(cell / "log.txt", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         for argv in argvs:

@@ -8,6 +8,7 @@ fractions, each trained policy driven under every evaluation condition. Presets 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +90,8 @@ class BenchmarkConfig:
     conditions: tuple[str, ...] = ("default", "sparse", "dense", "unseen", "cross-sim")
     reference: str = "vl-safe"  # paired differences and probabilities of improvement are against it
     workers: int = 2  # cells at a time on the local process pool
+    device: str = "cpu"  # cuda: world-model and policy cells train on a GPU (and declare one to Ray)
+    gpus_per_cell: float = 1.0  # GPUs a training cell declares with device cuda; 0.25 packs four on one
     data: DataStage = field(default_factory=DataStage)
     labels: LabelStage = field(default_factory=LabelStage)
     world_model: WorldModelStage = field(default_factory=WorldModelStage)
@@ -127,8 +130,16 @@ class BenchmarkConfig:
                             ("eval.seed_start", self.eval.seed_start), ("baseline.offline_steps", self.baseline.offline_steps)):
             if value < 0:
                 raise ConfigError(f"{name}: expected >= 0, got {value}")
+        self._check_placement()
         if self.data.workers < 1:
             raise ConfigError(f"data.workers: expected >= 1, got {self.data.workers}")
+
+
+    def _check_placement(self) -> None:
+        if self.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", self.device):
+            raise ConfigError(f"device: expected cpu, cuda or cuda:N, got {self.device!r}")
+        if not 0 < self.gpus_per_cell <= 8:
+            raise ConfigError(f"gpus_per_cell: expected a number in (0, 8], got {self.gpus_per_cell}")
 
 
 # `smoke` is CI's: one task, tiny everything, every kind of cell and a shift, in about two minutes

@@ -26,6 +26,10 @@ class Cell:
     spec: dict[str, Any]  # everything that determines the cell's output, besides its inputs
     needs: list["Cell"] = field(default_factory=list)
     key: str = ""
+    # Where it runs, not what it computes (outside the key): the cluster resources it declares
+    # (a Ray task's num_cpus / num_gpus) and the torch device of a training cell.
+    resources: dict[str, float] = field(default_factory=lambda: {"num_cpus": 1})
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         text = json.dumps({"kind": self.kind, "spec": self.spec, "needs": sorted(c.key for c in self.needs)},
@@ -44,6 +48,13 @@ def _fraction_name(f: float) -> str:
 
 def expand(cfg: BenchmarkConfig) -> list[Cell]:
     """All cells of the grid in an order that puts every cell after the cells it needs."""
+    cells = _grid(cfg)
+    for c in cells:
+        c.resources, c.device = _placement(cfg, c)
+    return cells
+
+
+def _grid(cfg: BenchmarkConfig) -> list[Cell]:
     cells: list[Cell] = []
     for task in cfg.tasks:
         tb = f"{task}@{cfg.backend}"
@@ -96,6 +107,18 @@ def expand(cfg: BenchmarkConfig) -> list[Cell]:
                 cells.append(pol)
                 cells.extend(_evals(cfg, tb, "online", None, m, seed, pol))
     return cells
+
+
+def _placement(cfg: BenchmarkConfig, cell: Cell) -> tuple[dict[str, float], str]:
+    """A collect cell takes as many CPUs as it runs collect workers; with `device` cuda the
+    in-house training cells (world model, imagination policy) declare `gpus_per_cell` GPUs and
+    train on one. Library baselines, labels and simulator evaluation stay on CPUs."""
+    if cell.kind == "data":
+        return {"num_cpus": cfg.data.workers}, "cpu"
+    on_gpu = cfg.device != "cpu" and (cell.kind == "wm" or (cell.kind == "policy" and "algo" not in cell.spec))
+    if on_gpu:
+        return {"num_cpus": 1, "num_gpus": cfg.gpus_per_cell}, cfg.device
+    return {"num_cpus": 1}, "cpu"
 
 
 def _evals(cfg: BenchmarkConfig, tb: str, fname: str, frac: float | None, method: str, seed: int, source: Cell) -> list[Cell]:

@@ -46,7 +46,7 @@ def _fmt_s(s: float) -> str:
 def run_grid(cells: list[Cell], root: Path, workers: int = 2, cluster: str = "local", address: str | None = None,
              log: Callable[[str], None] = print) -> GridResult:
     """Run every cell of `cells` not finished under `root/cells/`; cells run as soon as what they need is done."""
-    from vlsafe.cluster import check_cluster, worker_pool
+    from vlsafe.cluster import check_cluster, submit_with, worker_pool
 
     check_cluster(cluster, address)
     root = root.resolve()  # cells may run on other nodes' workers: absolute paths into the shared store
@@ -80,8 +80,8 @@ def run_grid(cells: list[Cell], root: Path, workers: int = 2, cluster: str = "lo
                     res.skipped.append(c.name)
                 elif len(running) < workers and all(n.key in finished for n in c.needs):
                     pending.remove(c)
-                    fut = pool.submit(run_cell, c.kind, c.name, c.key, c.spec, str(folder[c.key]),
-                                      [str(folder[n.key]) for n in c.needs])
+                    fut = submit_with(pool, c.resources, run_cell, c.kind, c.name, c.key, c.spec, str(folder[c.key]),
+                                      [str(folder[n.key]) for n in c.needs], c.device)
                     running[fut] = (c, time.perf_counter())
             if not running:
                 break

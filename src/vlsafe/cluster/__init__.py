@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from vlsafe.config import ConfigError
 
-__all__ = ["CLUSTERS", "SINGLE_THREAD_ENV", "worker_pool", "check_cluster"]
+__all__ = ["CLUSTERS", "SINGLE_THREAD_ENV", "worker_pool", "check_cluster", "submit_with"]
 
 CLUSTERS = ("local", "ray")
 # One worker per core: library thread pools (BLAS, OpenMP, Blosc) in every worker would only fight
@@ -48,3 +48,10 @@ def worker_pool(cluster: str, workers: int, initializer: Callable[..., Any] | No
     if fresh_process:
         return RayTaskPool(workers, address=address, env=env)
     return RayActorPool(workers, initializer, initargs, address=address, env=env)
+
+
+def submit_with(pool: Executor, resources: dict[str, float], fn: Callable[..., Any], *args: Any):
+    """`pool.submit(fn, *args)`, with the call's resources (num_cpus, num_gpus) declared to Ray's
+    scheduler where the pool is Ray's; a local pool runs `workers` calls at a time whatever they are."""
+    from_ray = getattr(pool, "submit_with", None)
+    return from_ray(resources, fn, *args) if from_ray is not None else pool.submit(fn, *args)

@@ -16,7 +16,7 @@ import threading
 from concurrent.futures import Executor, Future
 from typing import Any, Callable
 
-__all__ = ["connect", "RayActorPool", "RayTaskPool"]
+__all__ = ["connect", "RayActorPool", "RayTaskPool", "assigned_resources"]
 
 from vlsafe.cluster import SINGLE_THREAD_ENV as _THREAD_VARS
 
@@ -32,6 +32,14 @@ def connect(address: str | None = None) -> None:
         return
     ray.init(address=address, log_to_driver=False, include_dashboard=False, configure_logging=False,
              runtime_env={"env_vars": dict(_THREAD_VARS)})
+
+
+def assigned_resources() -> dict[str, float]:
+    """What Ray's scheduler gave the calling task ({"CPU": 1.0, "GPU": 0.25, ...}): a cell's
+    declared resources, seen from inside it."""
+    import ray
+
+    return dict(ray.get_runtime_context().get_assigned_resources())
 
 
 def _call(fn: Callable[..., Any], args: tuple) -> Any:
@@ -100,13 +108,18 @@ class RayTaskPool(Executor):
         import ray
 
         connect(address)
-        self.remote = ray.remote(num_cpus=num_cpus, max_calls=1, max_retries=RETRIES)(_call).options(
-            runtime_env={"env_vars": {**_THREAD_VARS, **(env or {})}})
+        self.fn = ray.remote(num_cpus=num_cpus, max_calls=1, max_retries=RETRIES)(_call)
+        self.runtime_env = {"env_vars": {**_THREAD_VARS, **(env or {})}}
+        self.remote = self.fn.options(runtime_env=self.runtime_env)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         if kwargs:
             raise TypeError("RayTaskPool.submit takes positional arguments only")
         return self.remote.remote(fn, args).future()
+
+    def submit_with(self, resources: dict[str, float], fn: Callable[..., Any], /, *args: Any) -> Future:
+        """One call with its own declared resources, e.g. {"num_cpus": 1, "num_gpus": 0.25}."""
+        return self.fn.options(runtime_env=self.runtime_env, **resources).remote(fn, args).future()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         pass

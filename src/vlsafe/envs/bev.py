@@ -30,6 +30,10 @@ COLORS = {
     "route": (0, 0, 255),
     "vehicle": (0, 255, 0),
     "ego": (255, 0, 0),
+    # `motion_s` > 0: the area a car sweeps in the next motion_s seconds at its current velocity,
+    # under the car itself, in a dimmer shade of its own colour.
+    "vehicle_motion": (0, 110, 0),
+    "ego_motion": (110, 0, 0),
 }
 _SHIFT = 3  # sub-pixel bits for OpenCV polygon drawing
 _ONE = 1 << _SHIFT
@@ -38,17 +42,24 @@ _ONE = 1 << _SHIFT
 @dataclass(frozen=True)
 class BEVConfig:
     """size: image side in pixels (64 for the world model, 128/224 for the VLM);
-    range_m: metres covered by the image side; route_width_m: drawn width of the route."""
+    range_m: metres covered by the image side; route_width_m: drawn width of the route;
+    motion_s: > 0 draws, under every car, the area it sweeps in that many seconds at its current
+    velocity. One frame then shows who is moving where and how fast, which a single frame
+    otherwise cannot (issue 24's motion hypothesis: a learner that reads one frame cannot tell a
+    car crossing a junction from a car waiting at it)."""
 
     size: int = 64
     range_m: float = 32.0
     route_width_m: float = 1.2
+    motion_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not 16 <= self.size <= 1024:
             raise ConfigError(f"bev.size: expected 16..1024 pixels, got {self.size}")
         if not 4.0 <= self.range_m <= 500.0:
             raise ConfigError(f"bev.range_m: expected 4..500 metres, got {self.range_m}")
+        if not 0.0 <= self.motion_s <= 10.0:
+            raise ConfigError(f"bev.motion_s: expected 0..10 seconds, got {self.motion_s}")
 
     @property
     def ppm(self) -> float:
@@ -135,10 +146,21 @@ class BEVRasterizer:
         img = cv2.warpAffine(canvas, M, (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=COLORS["background"])
         corners = box_corners(vehicles.position, vehicles.heading, vehicles.length, vehicles.width)
-        rel = corners - (ex, ey)
-        f = rel[..., 0] * c + rel[..., 1] * s
-        left = -rel[..., 0] * s + rel[..., 1] * c
-        px = np.stack([cx - left * ppm, cy - f * ppm], -1)
+
+        def to_px(world: np.ndarray) -> np.ndarray:
+            rel = world - (ex, ey)
+            f = rel[..., 0] * c + rel[..., 1] * s
+            left = -rel[..., 0] * s + rel[..., 1] * c
+            return np.stack([cx - left * ppm, cy - f * ppm], -1)
+
+        px = to_px(corners)
+        if self.config.motion_s > 0:  # swept area: the hull of the box now and motion_s seconds on
+            ahead = to_px(corners + self.config.motion_s * vehicles.velocity[:, None, :])
+            swept = np.concatenate([px, ahead], axis=1)
+            near = (swept.max(axis=1) >= -1).all(-1) & (swept.min(axis=1) <= size).all(-1)
+            for i in np.flatnonzero(near):
+                hull = cv2.convexHull(np.round(swept[i] * _ONE).astype(np.int32))
+                cv2.fillConvexPoly(img, hull, COLORS["ego_motion" if i == 0 else "vehicle_motion"], cv2.LINE_8, _SHIFT)
         visible = (px.max(axis=1) >= -1).all(-1) & (px.min(axis=1) <= size).all(-1)
         pts = np.round(px * _ONE).astype(np.int32)
         for i in np.flatnonzero(visible[1:]) + 1:
