@@ -340,7 +340,7 @@ def _cmd_eval_wm(args: argparse.Namespace) -> int:
     from vlsafe.data.store import EpisodeStore
     from vlsafe.manifest import read_json
     from vlsafe.worldmodel.evaluate import evaluate_world_model
-    from vlsafe.worldmodel.train import _labels, load_world_model
+    from vlsafe.worldmodel.train import load_world_model, training_labels
 
     model, meta = load_world_model(args.run, check_device(args.device))
     run_cfg = read_json(Path(args.run) / "config.json", "a train-wm run's config", ("data", "held_out_seeds", "train"))
@@ -348,7 +348,7 @@ def _cmd_eval_wm(args: argparse.Namespace) -> int:
     store.validate(image_size=model.config.image_size)
     held = run_cfg["held_out_seeds"] if not args.data or args.data == run_cfg["data"] else \
         [int(e["seed"]) for e in store.entries()]
-    labels = _labels(store, run_cfg["train"]["labels"]) if run_cfg["train"]["labels"] != "none" else None
+    labels = training_labels(store, run_cfg["train"]["labels"]) if run_cfg["train"]["labels"] != "none" else None
     report = evaluate_world_model(model, store, held, labels=labels, out=Path(args.run))
     print(dumps(report, indent=1))
     print(f"wrote {args.run}/eval.json and {args.run}/imagined.gif")

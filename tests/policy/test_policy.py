@@ -10,6 +10,7 @@ import torch
 
 from vlsafe.config import ConfigError, to_dict
 from vlsafe.data.collect import CollectConfig, collect
+from vlsafe.data.cost_source import collision_scale
 from vlsafe.data.store import EpisodeStore
 from vlsafe.evaluation.evaluate import evaluate_policies, make_env
 from vlsafe.evaluation.metrics import aggregate
@@ -17,7 +18,7 @@ from vlsafe.evaluation.runner import run_episode
 from vlsafe.policy import fit, load_policy, resolve_config
 from vlsafe.policy.actor_critic import ImaginationLearner, method_config
 from vlsafe.policy.agent import start_states
-from vlsafe.policy.train import Policy, _collision_scale, _upgrade_identity
+from vlsafe.policy.train import Policy, _upgrade_identity
 from vlsafe.training.checkpoint import CheckpointError
 from vlsafe.vlm.label import label_dataset
 from vlsafe.vlm.scorer import load_scorer
@@ -173,9 +174,50 @@ def test_collision_reward_false_takes_only_the_crash_price_out_of_the_data(world
     assert run.learner.cfg.collision_reward is False
     saved = json.loads((tmp_path / "unpriced" / "config.json").read_text())
     assert saved["identity"]["policy"]["collision_reward"] is False
-    assert _collision_scale(store, store.manifest()["task"]) == 30.0  # what fit() takes back out
+    assert collision_scale(store, store.manifest()["task"], "x") == 30.0  # what fit() takes back out
     with pytest.raises(ConfigError, match="collision_scale"):  # a dataset that does not say its price
-        _collision_scale(store, {"name": "four-lane"})
+        collision_scale(store, {"name": "four-lane"}, "x")
+
+
+def test_without_cost_labels_the_cost_is_the_vlms_and_no_reward_prices_a_crash(world_model, tmp_path):
+    """`train-wm --set cost_source=vlm`: the world model's cost target is 1 − p(safe) of the frame
+    arrived at and its reward target has no crash term; a policy on that model inherits both, so
+    no number the simulator gives about crashes reaches either learner."""
+    from vlsafe.data.sampler import SequenceSampler
+    from vlsafe.vlm.label import load_labels
+
+    conf = json.loads((world_model / "config.json").read_text())
+    store = EpisodeStore(conf["data"])
+    labels = load_labels(store)
+    sim = SequenceSampler(store, 16, 32, seed=3, keys=(), labels=labels)
+    vlm = SequenceSampler(store, 16, 32, seed=3, keys=(), labels=labels, cost_source="vlm", collision_scale=30.0)
+    crashes = 0
+    for a, b in zip(sim.small, vlm.small):  # whole episodes, Dreamer layout (step k: arriving at frame k)
+        np.testing.assert_allclose(b["cost"][1:], 1 - b["p_safe"][1:], atol=1e-6)
+        crash = a["signal/collision"] > 0
+        np.testing.assert_allclose((b["reward"] - a["reward"])[crash], 30.0 * np.abs(a["signal/speed"][crash]), rtol=1e-5)
+        assert (b["reward"] == a["reward"])[~crash].all()
+        crashes += int(crash.sum())
+    batch = vlm.sample()
+    inside = batch["valid"] & ~batch["is_first"]
+    np.testing.assert_allclose(batch["cost"][inside], 1 - batch["p_safe"][inside], atol=1e-6)
+    assert crashes >= 3, "the fixture's reckless drivers should crash"
+    run = tmp_path / "wm-vlm"
+    with pytest.raises(ConfigError, match="cost_source=vlm takes the cost from the VLM"):
+        wm_config("xs", ["cost_source=vlm", "labels=none"])
+    with pytest.raises(ConfigError, match="cost_source: expected one of simulator, vlm"):
+        wm_config("xs", ["cost_source=lidar"])
+    torch.manual_seed(0)
+    fit_wm(store.root, run, wm_config("xs", ["steps=3", "batch_size=4", "seq_len=16", "threads=1", "held_out_every=5",
+                                             "cost_source=vlm"]), **QUIET)
+    policy = fit(run, tmp_path / "p", small(steps=1), **QUIET)
+    saved = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert saved["identity"]["world_model"]["cost_source"] == "vlm"
+    seeds = [int(e["seed"]) for e in store.entries()]
+    torch.manual_seed(0)
+    data = start_states(policy.world_model, store, seeds, p_safe=labels)
+    want = torch.cat([torch.as_tensor(np.append(1 - labels[s][1:], 0.0)).float() for s in seeds])
+    torch.testing.assert_close(data["cost"], want)
 
 
 def test_a_run_saved_before_a_policy_field_existed_reads_as_the_run_it_was():

@@ -23,6 +23,7 @@ from typing import Iterator
 import h5py
 import numpy as np
 
+from vlsafe.data.cost_source import check_cost_source, reward_without_crash, vlm_cost
 from vlsafe.data.horizon import horizon_steps
 from vlsafe.data.store import DatasetError, EpisodeStore
 
@@ -33,13 +34,18 @@ class SequenceSampler:
     def __init__(self, store: EpisodeStore, length: int = 64, batch_size: int = 16, seed: int = 0,
                  cross_episodes: bool = False, keys: tuple[str, ...] = ("bev",), max_open_files: int = 128,
                  seeds: list[int] | None = None, labels: dict[int, np.ndarray] | None = None,
-                 windows: str = "uniform", focus: float = 0.0, focus_s: float = 1.0):
+                 windows: str = "uniform", focus: float = 0.0, focus_s: float = 1.0,
+                 cost_source: str = "simulator", collision_scale: float = 0.0):
         """`seeds` restricts sampling to those episodes (a train/held-out split); `labels` maps an
-        episode seed to per-observation p(safe) (T+1,), returned as `p_safe` aligned with `bev`."""
+        episode seed to per-observation p(safe) (T+1,), returned as `p_safe` aligned with `bev`.
+        `cost_source="vlm"`: `cost` is 1 − p(safe) and `reward` loses its crash term
+        (−collision_scale·|v|), vlsafe.data.cost_source."""
         if length < 1 or batch_size < 1:
             raise ValueError(f"length and batch_size must be >= 1, got {length}, {batch_size}")
         if windows not in ("uniform", "inside"):
             raise ValueError(f"windows: expected uniform or inside, got {windows!r}")
+        if check_cost_source(cost_source) == "vlm" and labels is None:
+            raise ValueError("cost_source='vlm' needs labels")
         if not 0.0 <= focus < 1.0 or focus_s < 0:
             raise ValueError(f"focus must be in [0, 1) and focus_s >= 0, got {focus}, {focus_s}")
         self.mode, self.focus = windows, focus
@@ -58,13 +64,17 @@ class SequenceSampler:
                 T = int(f.attrs["steps"])
                 small = {name: f[name][()] for name in ("action", "reward", "cost", "terminated")}
                 small.update({f"signal/{k}": f["signals"][k][()] for k in f["signals"]})
+            if labels is not None and (seed not in labels or len(labels[seed]) != T + 1):
+                got = "none" if seed not in labels else f"{len(labels[seed])} frames"
+                raise DatasetError(f"{store.path(seed)}: labels do not match the episode "
+                                   f"({T + 1} frames, labels: {got})")
+            if cost_source == "vlm":
+                small["cost"] = vlm_cost(labels[seed])
+                small["reward"] = reward_without_crash(small["reward"], small["signal/speed"],
+                                                       small["signal/collision"], collision_scale)
             self.seeds.append(seed)
             self.small.append(self._dreamer_layout(small, T))
             if labels is not None:
-                if seed not in labels or len(labels[seed]) != T + 1:
-                    got = "none" if seed not in labels else f"{len(labels[seed])} frames"
-                    raise DatasetError(f"{store.path(seed)}: labels do not match the episode "
-                                       f"({T + 1} frames, labels: {got})")
                 self.small[-1]["p_safe"] = np.asarray(labels[seed], np.float32)
         if not self.seeds:
             raise DatasetError(f"{store.root}: the dataset has no episodes")

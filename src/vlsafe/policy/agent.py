@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vlsafe.data.cost_source import reward_without_crash, vlm_cost
 from vlsafe.data.store import EpisodeStore
 from vlsafe.policy.actor_critic import Actor
 from vlsafe.policy.objective import discounted_returns
@@ -22,7 +23,7 @@ __all__ = ["start_states", "POSTERIORS", "DrivingAgent", "load_driver"]
 @torch.no_grad()
 def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk: int = 8,
                  gamma: float = 0.99, cost_gamma: float | None = None,
-                 collision_scale: float = 0.0) -> dict[str, torch.Tensor]:
+                 collision_scale: float = 0.0, p_safe: dict[int, np.ndarray] | None = None) -> dict[str, torch.Tensor]:
     """Posterior states (M, ...) of every step of the given episodes, with the dataset transition
     that left each one: `action`, `reward`, `cost`, `done` (the episode terminated there),
     `has_next` (False on an episode's last state), `next` (index of the following state), and
@@ -30,6 +31,8 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     (γ = `cost_gamma`, `gamma` if None). `collision_scale` > 0 takes the reward's collision term,
     −collision_scale·|v| on collision steps, back out of the recorded rewards (from the episodes'
     `speed` and `collision` signals): a reward that does not price a crash, only the cost does.
+    `p_safe` (episode seed -> frame-aligned labels): the cost is the VLM's 1 − p(safe) instead of
+    the recorded one (vlsafe.data.cost_source, a world model trained with cost_source=vlm).
 
     The world model is frozen while the policy learns, so these are computed once per run
     instead of re-encoding frames at every update (the encoder is most of the cost on a CPU).
@@ -42,7 +45,8 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     base = 0
     g_cost = gamma if cost_gamma is None else cost_gamma
     for i in range(0, len(seeds), chunk):
-        eps = [store.read(s) for s in seeds[i:i + chunk]]
+        chunk_seeds = seeds[i:i + chunk]
+        eps = [store.read(s) for s in chunk_seeds]
         L = max(e.steps for e in eps) + 1
         batch = {"bev": np.zeros((len(eps), L) + eps[0].bev.shape[1:], np.uint8),
                  "action": np.zeros((len(eps), L) + eps[0].action.shape[1:], eps[0].action.dtype),
@@ -59,20 +63,21 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
         valid = t["valid"]
         out["deter"].append(post["deter"][valid])
         out["stoch"].append(post["stoch"][valid])
-        for e in eps:  # per state k = 0..T: the transition k -> k+1 (none after the last state)
+        for seed, e in zip(chunk_seeds, eps):  # per state k = 0..T: the transition k -> k+1 (none after the last)
             T = e.steps
             pad = lambda a, fill=0: np.concatenate([a, np.full((1,) + a.shape[1:], fill, a.dtype)])  # noqa: E731
             out["action"].append(torch.as_tensor(pad(e.action)))
             reward = e.reward
             if collision_scale > 0:
-                reward = reward + collision_scale * np.abs(e.signals["speed"]) * (e.signals["collision"] > 0)
+                reward = reward_without_crash(reward, e.signals["speed"], e.signals["collision"], collision_scale)
+            cost = e.cost if p_safe is None else vlm_cost(p_safe[seed])
             out["reward"].append(torch.as_tensor(pad(reward)).float())
-            out["cost"].append(torch.as_tensor(pad(e.cost)).float())
+            out["cost"].append(torch.as_tensor(pad(cost)).float())
             out["done"].append(torch.as_tensor(pad(e.terminated, True)))
             out["has_next"].append(torch.arange(T + 1) < T)
             out["next"].append(base + torch.clamp(torch.arange(T + 1) + 1, max=T))
             out["return_reward"].append(torch.as_tensor(pad(discounted_returns(reward, e.terminated, gamma))).float())
-            out["return_cost"].append(torch.as_tensor(pad(discounted_returns(e.cost, e.terminated, g_cost))).float())
+            out["return_cost"].append(torch.as_tensor(pad(discounted_returns(cost, e.terminated, g_cost))).float())
             base += T + 1
     return {k: torch.cat(v) for k, v in out.items()}
 

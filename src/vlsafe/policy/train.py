@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from vlsafe.config import ConfigError, apply_overrides, from_dict, to_dict
+from vlsafe.data.cost_source import collision_scale
 from vlsafe.data.store import EpisodeStore
 from vlsafe.evaluation.evaluate import make_env, simulate
 from vlsafe.evaluation.metrics import aggregate
@@ -40,7 +41,7 @@ from vlsafe.training.checkpoint import (
 )
 from vlsafe.training.precision import autocast, resolve_precision
 from vlsafe.worldmodel.rssm import WorldModel, WorldModelConfig
-from vlsafe.worldmodel.train import load_world_model
+from vlsafe.worldmodel.train import load_world_model, training_labels
 
 __all__ = ["TrainPolicyConfig", "Policy", "resolve_config", "fit", "load_policy"]
 
@@ -109,23 +110,6 @@ def load_policy(run: str | Path, device: str = "cpu") -> tuple[Policy, dict[str,
     return policy.eval(), conf
 
 
-def _collision_scale(store: EpisodeStore, task: dict) -> float:
-    """The reward's collision scale the data was recorded with, for `policy.collision_reward=false`,
-    checked before any work: the term is taken back out from each step's `speed` and `collision`."""
-    scale = (task.get("reward") or {}).get("collision_scale") if isinstance(task, dict) else None
-    if not isinstance(scale, (int, float)) or scale <= 0:
-        raise ConfigError(f"{store.manifest_path}: policy.collision_reward=false needs task.reward.collision_scale > 0, "
-                          f"got {scale!r}")
-    entries = store.entries()
-    if entries:
-        with store.open(int(entries[0]["seed"])) as f:  # the signals' names only, not the frames
-            signals = sorted(f["signals"]) if "signals" in f else []
-        if "speed" not in signals or "collision" not in signals:
-            raise ConfigError(f"{store.root}: policy.collision_reward=false needs the episodes' speed and collision "
-                              f"signals, found {signals}")
-    return float(scale)
-
-
 def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, device: str = "cpu",
         log: Callable[[str], None] = print) -> Policy:
     wm_run, out = Path(world_model_run), Path(out)
@@ -134,7 +118,12 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     store = EpisodeStore(wm_conf["data"])
     manifest = store.manifest()
     task = manifest.get("task") or manifest["identity"]["task"]
-    collision_scale = 0.0 if cfg.policy.collision_reward else _collision_scale(store, task)
+    # a world model that learned without the simulator's cost labels passes that on: the data's
+    # cost is the VLM's 1 − p(safe) and its reward has no crash term here too
+    cost_source = (wm_conf.get("train") or {}).get("cost_source", "simulator")
+    p_safe = training_labels(store, wm_conf["train"].get("labels", "auto")) if cost_source == "vlm" else None
+    scale = 0.0 if cfg.policy.collision_reward and cost_source == "simulator" else collision_scale(
+        store, task, "cost_source=vlm" if cost_source == "vlm" else "policy.collision_reward=false")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ident = {"policy": to_dict(cfg.policy), "world_model": {**wm_meta["identity"], "step": wm_meta["step"]},
@@ -161,7 +150,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     with torch.random.fork_rng(devices=[]):  # the same posterior samples in a fresh and a resumed run
         torch.manual_seed(cfg.seed)
         data = start_states(world, store, seeds, gamma=cfg.policy.gamma, cost_gamma=cfg.policy.cost_gamma,
-                            collision_scale=collision_scale)
+                            collision_scale=scale, p_safe=p_safe)
     data = {k: v.to(device) for k, v in data.items()}
     M = len(data["deter"])
     # fixed return scales: the critics regress returns / scale, so that a crash (−390) and an

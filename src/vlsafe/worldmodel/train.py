@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from vlsafe.config import ConfigError, apply_overrides, from_dict, to_dict
+from vlsafe.data.cost_source import check_cost_source, collision_scale
 from vlsafe.data.sampler import SequenceSampler
 from vlsafe.data.store import DatasetError, EpisodeStore, dataset_checksum
 from vlsafe.runlog import MetricsLog
@@ -54,6 +55,9 @@ class TrainWMConfig:
     focus: float = 0.0  # fraction of windows drawn around unsafe steps (a cost within 10 steps, p(safe) < 0.5)
     held_out_every: int = 10  # seeds whose index % held_out_every == 0 are held out
     labels: str = "auto"  # 'auto' (the dataset's VLM labels, required), 'none' (no safety head loss), or a label key
+    # "vlm": learn without the simulator's cost labels: cost = 1 − p(safe), the reward without its
+    # crash term (vlsafe.data.cost_source); the policies trained on this model inherit it
+    cost_source: str = "simulator"
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
     precision: str = "auto"  # fp32, bf16 (autocast) or auto (per preset and device: training/precision.py)
@@ -75,6 +79,8 @@ def resolve_config(preset: str = "xs", overrides: list[str] | tuple[str, ...] = 
         raise ConfigError(f"train-wm: lr must be > 0, got {cfg.lr}")
     if cfg.windows not in ("uniform", "inside") or not 0.0 <= cfg.focus < 1.0:
         raise ConfigError(f"train-wm: windows must be uniform or inside and 0 <= focus < 1, got {cfg.windows!r}, {cfg.focus}")
+    if check_cost_source(cfg.cost_source) == "vlm" and cfg.labels == "none":
+        raise ConfigError("train-wm: cost_source=vlm takes the cost from the VLM's labels; labels=none has none")
     resolve_precision(cfg.precision, cfg.model.preset, "cpu")  # refuses an unknown name before any work
     return cfg
 
@@ -99,7 +105,7 @@ def to_torch(batch: dict[str, np.ndarray], action_dim: int, device: str | torch.
     return out
 
 
-def _labels(store: EpisodeStore, choice: str) -> dict[int, np.ndarray] | None:
+def training_labels(store: EpisodeStore, choice: str) -> dict[int, np.ndarray] | None:
     if choice == "none":
         return None
     try:
@@ -116,8 +122,11 @@ def _labels(store: EpisodeStore, choice: str) -> dict[int, np.ndarray] | None:
 
 
 def _identity(store: EpisodeStore, cfg: TrainWMConfig) -> dict[str, Any]:
-    return {"model": to_dict(cfg.model), "data": dataset_checksum(store),
-            "labels": cfg.labels, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "seed": cfg.seed}
+    ident = {"model": to_dict(cfg.model), "data": dataset_checksum(store),
+             "labels": cfg.labels, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "seed": cfg.seed}
+    if cfg.cost_source != "simulator":  # runs made before the switch existed keep their identity
+        ident["cost_source"] = cfg.cost_source
+    return ident
 
 
 def _check_dataset(store: EpisodeStore, model: WorldModelConfig) -> dict[str, Any]:
@@ -151,7 +160,8 @@ def _saved_step(folder: Path) -> str:
         return "no checkpoint was written"
 
 
-def _rank_sampler(store: EpisodeStore, cfg: TrainWMConfig, rk, train_seeds: list[int], labels, meta) -> SequenceSampler:
+def _rank_sampler(store: EpisodeStore, cfg: TrainWMConfig, rk, train_seeds: list[int], labels, meta,
+                  scale: float = 0.0) -> SequenceSampler:
     """One rank: the run's own sampler stream, resumed exactly. Several: each rank its shard of the
     training episodes, its share of the global batch, and its own seed (reseeded at the step it
     resumes at, whatever number of ranks wrote the checkpoint)."""
@@ -159,7 +169,7 @@ def _rank_sampler(store: EpisodeStore, cfg: TrainWMConfig, rk, train_seeds: list
     shard = train_seeds[rk.rank::rk.world] if rk.distributed and len(train_seeds) >= rk.world else train_seeds
     seed = cfg.seed if not rk.distributed else [cfg.seed, rk.rank, step]
     sampler = SequenceSampler(store, cfg.seq_len, cfg.batch_size // rk.world, seed=seed, seeds=shard, labels=labels,
-                              windows=cfg.windows, focus=cfg.focus)
+                              windows=cfg.windows, focus=cfg.focus, cost_source=cfg.cost_source, collision_scale=scale)
     if meta is not None and not rk.distributed and int(meta.get("world_size", 1)) == 1:
         sampler.rng.bit_generator.state = meta["sampler_rng"]
     return sampler
@@ -170,10 +180,11 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
     store = EpisodeStore(data)
     man = _check_dataset(store, cfg.model)
     out = Path(out)
-    labels = _labels(store, cfg.labels)
+    labels = training_labels(store, cfg.labels)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     task = man.get("task", {})
+    scale = collision_scale(store, task, "cost_source=vlm") if cfg.cost_source == "vlm" else 0.0
     action_dim = 15 if task.get("action", "discrete") == "discrete" else 2
     if cfg.model.action_dim != action_dim:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, action_dim=action_dim))
@@ -190,7 +201,7 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
     meta = resume_checkpoint(out, ident, model, opt, device)
     if meta is not None:
         step = int(meta["step"])
-    sampler = _rank_sampler(store, cfg, rk, train_seeds, labels, meta)
+    sampler = _rank_sampler(store, cfg, rk, train_seeds, labels, meta, scale)
     if meta is not None:
         log(f"resuming {out} from step {step} ({meta.get('world_size', 1)} rank(s) wrote it, {rk.world} now)")
     if rk.main:
