@@ -24,6 +24,7 @@ def test_dotted_overrides_reach_nested_configs_and_are_typed():
     ("observation.bev.size=8", "bev.size: expected 16..1024"),
     ("traffic_density=2", "traffic_density: expected 0..1"),
     ("nokey", "expected KEY=VALUE"),
+    ("traffic_densities=[0.1,", "traffic_densities: not a JSON list"),
 ])
 def test_bad_overrides_give_one_line_errors(override, fragment):
     with pytest.raises(ConfigError) as err:
@@ -45,3 +46,12 @@ def test_variants_change_what_they_say():
     assert task_config("four-lane:dense").traffic_density > task_config("four-lane").traffic_density
     assert task_config("navigation", variant="sparse").traffic_density < task_config("navigation").traffic_density
     assert task_config("left-turn:unseen").map_seed_start >= task_config("left-turn").num_maps
+
+
+def test_a_list_whose_items_hold_commas_is_written_as_json():
+    """`--set 'data.task_overrides=["traffic_densities=0.05,0.3"]'`: one item, commas and all."""
+    from vlsafe.benchmark import resolve_benchmark
+
+    cfg = resolve_benchmark("smoke", ['data.task_overrides=["traffic_densities=0.05,0.3", "max_steps=60"]'])
+    assert cfg.data.task_overrides == ("traffic_densities=0.05,0.3", "max_steps=60")
+    assert task_config("four-lane", overrides=["traffic_densities=[0.05, 0.3]"]).traffic_densities == (0.05, 0.3)

@@ -66,7 +66,12 @@ def _union(value: Any, args: tuple, where: str) -> Any:
 
 
 def _sequence(value: Any, origin: type, args: tuple, where: str) -> Any:
-    if isinstance(value, str):
+    if isinstance(value, str) and value.lstrip().startswith("["):  # a JSON list: items that hold commas
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{where}: not a JSON list ({err.msg}): {value!r}") from None
+    elif isinstance(value, str):
         value = [v for v in value.split(",") if v != ""]
     elif isinstance(value, (int, float)) and not isinstance(value, bool) and not (origin is tuple and args
                                                                                    and args[-1] is not Ellipsis):

@@ -148,3 +148,35 @@ def test_driving_on_after_a_crash_records_the_steps_then_ends():
         env.close()
     assert crash_at is not None and steps == crash_at + 5, (crash_at, steps)
     assert env.config.for_evaluation().steps_after_crash == 0
+
+
+def test_mixed_densities_fix_each_episodes_traffic_by_its_seed_and_eval_drives_one():
+    """`traffic_densities`: every episode seed gets one of the densities, the same one every time,
+    and the traffic really differs; evaluation of a policy trained on such data drives one density."""
+    from vlsafe.config import ConfigError, to_dict
+    from vlsafe.envs.tasks import task_config
+    from vlsafe.evaluation.evaluate import make_env
+
+    cfg = task_config("four-lane", "highway", overrides=["traffic_densities=0.02,0.4"])
+    assert cfg.traffic_densities == (0.02, 0.4)
+    picks = {s: cfg.density_for(s) for s in range(40)}
+    assert set(picks.values()) == {0.02, 0.4} and all(cfg.density_for(s) == d for s, d in picks.items())
+    env = make("four-lane", backend="highway", overrides=["traffic_densities=0.02,0.4"])
+    cars = {}
+    try:
+        for d in (0.02, 0.4):
+            seed = next(s for s, x in picks.items() if x == d)
+            _, info = env.reset(seed=seed)
+            cars[d] = len(env.unwrapped.backend.vehicles().position) - 1
+            assert info["traffic_density"] == d
+    finally:
+        env.close()
+    assert cars[0.4] > 3 * max(cars[0.02], 1), cars
+    ev = make_env(to_dict(cfg))
+    try:
+        _, info = ev.reset(seed=next(s for s, x in picks.items() if x == 0.4))
+    finally:
+        ev.close()
+    assert info["traffic_density"] == cfg.traffic_density == 0.15
+    with pytest.raises(ConfigError, match="traffic_densities"):
+        task_config("four-lane", overrides=["traffic_densities=0.1,2"])

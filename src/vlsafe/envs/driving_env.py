@@ -62,7 +62,7 @@ class DrivingEnv(gym.Env):
         map_seed = self.config.map_seed_start + episode_seed % self.config.num_maps
         if options and "map_seed" in options:
             map_seed = int(options["map_seed"])
-        spec = BackendSpec(task=self.config.task, traffic_density=self.config.traffic_density,
+        spec = BackendSpec(task=self.config.task, traffic_density=self.config.density_for(episode_seed),
                            map_seed=map_seed, max_steps=self.config.max_steps)
         self.road, self.route = self.backend.reset(spec, episode_seed)
         self._lanes = LaneIndex(self.road)
@@ -76,7 +76,7 @@ class DrivingEnv(gym.Env):
         self._crash_step: int | None = None  # step of the first terminating event
         self._map_seed = map_seed
         info = self._info_common(safety_signals(self._vehicles, self._lanes))
-        info.update(map_seed=map_seed, episode_seed=episode_seed)
+        info.update(map_seed=map_seed, episode_seed=episode_seed, traffic_density=spec.traffic_density)
         return self._observe(info["lane_offset"]), info
 
     def step(self, action):

@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from vlsafe.config import ConfigError, apply_overrides, closest, from_dict
 from vlsafe.envs.bev import BEVConfig
 from vlsafe.envs.reward import CostConfig, RewardConfig
@@ -56,6 +58,11 @@ class TaskConfig:
     backend: Literal["metadrive", "highway"] = "metadrive"
     variant: Literal["", "sparse", "dense", "unseen"] = ""
     traffic_density: float = 0.15  # expected vehicles per 10 m of lane
+    # non-empty: each episode drives at one of these densities instead, fixed by its episode seed
+    # (mixed-density data: does p(s) let a policy slow down where the scene looks crowded?).
+    # Evaluation drives `traffic_density` (or a variant's) whatever the data was recorded at
+    # (evaluation.evaluate.make_env)
+    traffic_densities: tuple[float, ...] = ()
     map_seed_start: int = 0
     num_maps: int = 1000  # episode seed s drives on map map_seed_start + s % num_maps
     max_steps: int = 500  # navigation: 1000 (TASK_DEFAULTS)
@@ -73,10 +80,20 @@ class TaskConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.traffic_density <= 1.0:
             raise ConfigError(f"traffic_density: expected 0..1 vehicles per 10 m of lane, got {self.traffic_density}")
+        if any(not 0.0 <= d <= 1.0 for d in self.traffic_densities):
+            raise ConfigError(f"traffic_densities: expected densities in 0..1, got {list(self.traffic_densities)}")
         if self.num_maps < 1 or self.max_steps < 1:
             raise ConfigError(f"num_maps and max_steps must be >= 1, got {self.num_maps}, {self.max_steps}")
         if self.steps_after_crash < 0:
             raise ConfigError(f"steps_after_crash: expected >= 0, got {self.steps_after_crash}")
+
+    def density_for(self, episode_seed: int) -> float:
+        """The traffic density episode `episode_seed` drives at: `traffic_density`, or one of
+        `traffic_densities` drawn from the seed alone (the same episode always gets the same)."""
+        if not self.traffic_densities:
+            return self.traffic_density
+        pick = np.random.default_rng([int(episode_seed) & 0xFFFFFFFF, 23]).integers(len(self.traffic_densities))
+        return float(self.traffic_densities[pick])
 
     def for_evaluation(self) -> "TaskConfig":
         """The task as policies are scored on it: an episode ends at its first collision/road exit."""

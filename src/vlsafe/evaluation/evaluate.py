@@ -38,8 +38,10 @@ def make_env(task: dict[str, Any], name: str | None = None, backend: str | None 
              render: bool = False, action: str | None = None) -> DrivingEnv:
     """The policy's training task (observation and episode length kept), optionally another
     task, backend or shift variant of it, or another action mode; an episode always ends at its
-    first crash, whatever `steps_after_crash` the dataset was recorded with."""
-    data = {**task, "steps_after_crash": 0}
+    first crash, whatever `steps_after_crash` the dataset was recorded with. A policy trained on
+    mixed densities (`traffic_densities`) is scored at one: the task's `traffic_density` or the
+    variant's, so that it meets the same traffic as every other method on the same seeds."""
+    data = {**task, "steps_after_crash": 0, "traffic_densities": ()}
     if action:
         data["action"] = action
     if name:
