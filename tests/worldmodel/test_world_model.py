@@ -199,3 +199,22 @@ def test_safety_head_separates_marked_frames_and_stays_calibrated():
     assert auroc(1 - p_post.ravel(), m.ravel()) > 0.9
     # the balanced loss's logit shift is undone: unmarked frames near 0.95, marked ones low
     assert p_post[~m].mean() > 0.8 and p_post[m].mean() < 0.5, (p_post[~m].mean(), p_post[m].mean())
+
+
+def test_the_bernoulli_cost_head_takes_a_soft_cost_as_its_target():
+    """The VLM's cost (cost_source=vlm) is 1 − p(safe), not 0 or 1: the head's target is that
+    probability itself, while a 0/1 simulator cost gives the same loss as before."""
+    torch.manual_seed(0)
+    model = WorldModel(WorldModelConfig())
+    feat = torch.randn(2, 5, model.config.feat)
+    zeros = torch.zeros(2, 5)
+    batch = {"reward": zeros, "is_terminal": zeros.bool(), "cost": torch.full((2, 5), 0.25)}
+    logit = model.cost_head(feat)[..., 0]
+    pw = torch.tensor(model.config.cost_pos_weight)
+    got = model._head_losses(feat, batch, torch.ones(2, 5))["cost"]
+    torch.testing.assert_close(got, torch.nn.functional.binary_cross_entropy_with_logits(
+        logit, torch.full((2, 5), 0.25), reduction="none", pos_weight=pw))
+    hard = {**batch, "cost": torch.tensor([[0, 1, 0, 1, 0]] * 2).float()}
+    torch.testing.assert_close(model._head_losses(feat, hard, torch.ones(2, 5))["cost"],
+                               torch.nn.functional.binary_cross_entropy_with_logits(
+                                   logit, hard["cost"], reduction="none", pos_weight=pw))

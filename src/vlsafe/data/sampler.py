@@ -85,10 +85,11 @@ class SequenceSampler:
         else:  # every start whose window ends inside the episode (at least one if shorter)
             self.windows = np.maximum(self.steps - length + 1, 1)
         # global indices of "unsafe" steps: a cost within focus_s seconds ahead, or p(safe) < 0.5
+        # (a cost is 0 or 1 from the simulator, 1 − p(safe) from the VLM: ≥ 0.5 counts)
         focus_steps = horizon_steps(focus_s, store.dt()) if focus_s else 0
         unsafe = []
         for i, small in enumerate(self.small):
-            near = np.convolve((small["cost"] > 0).astype(float), np.ones(focus_steps + 1), "full")[focus_steps:]
+            near = np.convolve((small["cost"] >= 0.5).astype(float), np.ones(focus_steps + 1), "full")[focus_steps:]
             flag = near > 0
             if "p_safe" in small:
                 flag |= small["p_safe"] < 0.5

@@ -338,12 +338,13 @@ class WorldModel(nn.Module):
         """Per-step losses of the reward, cost, continue and (with labels) safety heads."""
         c = self.config
         out = {"reward": self.twohot.loss(self.reward_head(feat), batch["reward"])}
-        event = (batch["cost"] > 0).float()
         if c.cost_head == "twohot":
+            event = (batch["cost"] > 0).float()
             out["cost"] = self.twohot.loss(self.cost_head(feat), batch["cost"]) * (1.0 + (c.cost_event_weight - 1.0) * event)
         else:
+            # the simulator's cost is 0 or 1 per step; the VLM's (cost_source=vlm) is 1 − p(safe), a soft target
             out["cost"] = F.binary_cross_entropy_with_logits(
-                self.cost_head(feat)[..., 0], event, reduction="none",
+                self.cost_head(feat)[..., 0], batch["cost"].float().clamp(0, 1), reduction="none",
                 pos_weight=torch.tensor(c.cost_pos_weight, device=feat.device))
         out["cont"] = F.binary_cross_entropy_with_logits(self.cont_head(feat)[..., 0], 1.0 - batch["is_terminal"].float(),
                                                          reduction="none")
