@@ -16,9 +16,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from vlsafe.evaluation.evaluate import paired_difference
-from vlsafe.evaluation.metrics import aggregate
+from vlsafe.evaluation.metrics import EpisodeMetrics, aggregate
 
 KEY = ("task", "method", "fraction", "condition", "actor")
+DT = 0.1  # s per step (MetaDrive and highway-env tasks)
 NUM = ("Return", "Cost", "AS", "WC", "TD", "AR", "CR", "TCF", "DCF", "CS", "steps", "collisions")
 
 
@@ -27,17 +28,21 @@ def read(path: Path) -> dict[tuple, dict[tuple, dict]]:
     groups: dict[tuple, dict[tuple, dict]] = defaultdict(dict)
     with open(csv_path) as f:
         for row in csv.DictReader(f):
-            ep = {k: (float(row[k]) if row[k] not in ("", "None") else None) for k in NUM}
+            v = {k: (float(row[k]) if row[k] not in ("", "None") else None) for k in NUM}
+            n = int(v["collisions"] or 0)
+            ep = EpisodeMetrics(**{k: v[k] if v[k] is not None else float("nan") for k in NUM[:10]},
+                                steps=int(v["steps"]), time_s=DT * v["steps"], collisions=n,
+                                collision_speeds=(v["CS"],) * n if n and v["CS"] is not None else ())
             groups[tuple(row[k] for k in KEY)][(row["train_seed"], row["episode_seed"])] = ep
     return groups
 
 
-def ending(ep: dict, max_steps: float) -> str:
-    if ep["AR"]:
+def ending(ep: EpisodeMetrics, max_steps: float) -> str:
+    if ep.AR:
         return "arrived"
-    if ep["CR"]:
+    if ep.CR:
         return "crash"
-    return "timeout" if ep["steps"] >= max_steps else "off-road"
+    return "timeout" if ep.steps >= max_steps else "off-road"
 
 
 def main() -> None:
@@ -58,7 +63,7 @@ def main() -> None:
         a, b = [A[key][p] for p in pairs], [B[key][p] for p in pairs]
         d = paired_difference(b, a)
         ma, mb = aggregate(a), aggregate(b)
-        longest = max(e["steps"] for e in a + b)
+        longest = max(e.steps for e in a + b)
         ends = [Counter(ending(e, longest) for e in x) for x in (a, b)]
         fmt = lambda c: "/".join(str(c[k]) for k in ("arrived", "crash", "off-road", "timeout"))  # noqa: E731
         print(f"| {key[0]} | {key[1]} | {len(pairs)} | "

@@ -381,3 +381,32 @@ def test_policy_in_the_simulator_is_no_less_safe_than_its_data_and_beats_random(
           f"CR {rand['CR']:.2f}; data CR {data_cr:.2f}")
     assert got["CR"] <= data_cr, (got["CR"], data_cr)
     assert got["Return"] > rand["Return"] + 10, (got["Return"], rand["Return"])
+
+
+def test_the_uncertainty_penalty_lowers_p_where_the_ensemble_disagrees(world_model, tmp_path):
+    """`policy.uncertainty`: with a world model trained with an ensemble, p(s) shrinks by
+    exp(−λ_u·e(s)) and imagined rewards lose λ_u·e; the run reports the share of flagged imagined
+    transitions. Without an ensemble the switch is refused before any work."""
+    with pytest.raises(ConfigError, match="needs a world model with an ensemble"):
+        fit(world_model, tmp_path / "none", small(steps=1, **{"policy.uncertainty": 1.0}), **QUIET)
+    assert not (tmp_path / "none").exists()
+    conf = json.loads((world_model / "config.json").read_text())
+    store = EpisodeStore(conf["data"])
+    run = tmp_path / "wm-ens"
+    torch.manual_seed(0)
+    fit_wm(store.root, run, wm_config("xs", ["steps=60", "batch_size=4", "seq_len=16", "threads=1", "held_out_every=5",
+                                             "model.ensemble=4"]), **QUIET)
+    policy = fit(run, tmp_path / "p", small(steps=25, **{"policy.uncertainty": 2.0, "policy.bc_steps": 20}), **QUIET)
+    learner, world = policy.learner, policy.world_model
+    assert float(learner.u_data) > 0
+    rows = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
+    assert "imag/flagged" in rows[-1] and 0 <= rows[-1]["imag/flagged"] <= 1
+    feats, _ = dataset_feats(run, policy)
+    c = world.config
+    made_up = torch.cat([torch.rand(64, c.deter) * 2 - 1, feats[:64, c.deter:]], -1)  # states no episode showed
+    with torch.no_grad():
+        for f in (feats[:256], made_up):
+            p, plain = learner.p_safe(world, f), learner._p_safe(world, f)
+            e = learner.state_excess(world, f)
+            torch.testing.assert_close(p, plain * torch.exp(-2.0 * e))
+        assert learner.state_excess(world, made_up).mean() > learner.state_excess(world, feats[:256]).mean()

@@ -125,6 +125,12 @@ class PolicyConfig:
     # them (extraction exact/both, the Lagrangian's cost estimate, FOSP's V_h); "always" also for
     # the default AWR actor, whose weight never reads them (diagnostics; the path before, ~10x slower)
     critics: str = "auto"
+    # λ_u > 0: where the world model's ensemble disagrees more than on the data's own transitions
+    # (excess e = max(u / u_data − 1, 0)), imagined rewards lose λ_u·e (in units of the reward
+    # return scale) and p(s) shrinks by exp(−λ_u·e): the imagined critics cannot exploit the model's
+    # errors (MOPO's penalty). Needs a world model trained with model.ensemble > 0
+    uncertainty: float = 0.0
+    flag_excess: float = 1.0  # an imagined transition counts as flagged where e > this (diagnostic)
 
     def __post_init__(self) -> None:
         if self.safety not in ("vlm", "reachability", "none", "constant"):
@@ -148,6 +154,9 @@ class PolicyConfig:
                 or self.branch_states < 1:
             raise ConfigError("policy: need horizon >= 0, max_weight > 1, bc_steps >= 0, samples >= 1, branch_steps >= 1 "
                               "and branch_states >= 1")
+        if self.uncertainty < 0 or self.flag_excess < 0:
+            raise ConfigError(f"policy.uncertainty and policy.flag_excess: expected >= 0, got {self.uncertainty}, "
+                              f"{self.flag_excess}")
         if self.beta1 < 0 or self.beta2 < 0 or self.adv_floor <= 0:
             raise ConfigError("policy: need beta1, beta2 >= 0 and adv_floor > 0")
 
@@ -165,7 +174,7 @@ class PolicyConfig:
         """Whether an update imagines and trains Q and V: only the actor's `exact` target, the
         Lagrangian's cost return and FOSP's p = 1 − V_h read them."""
         return (self.critics == "always" or self.extraction != "awr" or self.lagrangian
-                or self.safety == "reachability")
+                or self.safety == "reachability" or self.uncertainty > 0)
 
 
 METHODS: dict[str, dict] = {
@@ -241,6 +250,8 @@ class ImaginationLearner(nn.Module):
         # fixed return scales of the dataset (reward, cost), set once by `set_scales` and saved
         self.register_buffer("scales", torch.ones(2))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        if cfg.uncertainty > 0:  # u_data: the ensemble's mean disagreement on the data's transitions
+            self.register_buffer("u_data", torch.ones(()))
         floor = cfg.adv_floor
         self.norm_reward, self.norm_cost = ScaleNorm(floor), ScaleNorm(floor)
         self.awr_reward, self.awr_cost = ScaleNorm(floor), ScaleNorm(floor)
@@ -300,8 +311,23 @@ class ImaginationLearner(nn.Module):
         x = feat @ first.weight[:, :F_].T
         return self.q[1:](x[:, None] + acts @ first.weight[:, F_:].T)
 
+    def excess(self, world_model: WorldModel, feat: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """e(s, a) = max(u / u_data − 1, 0): disagreement beyond what the data's own transitions show."""
+        return (world_model.disagreement(feat, action) / self.u_data - 1).clamp(min=0)
+
+    def state_excess(self, world_model: WorldModel, feat: torch.Tensor) -> torch.Tensor:
+        """e(s) of a state: the excess of its next step under π̂_b's most likely action."""
+        return self.excess(world_model, feat, self.behaviour.mode(feat))
+
     def p_safe(self, world_model: WorldModel, feat: torch.Tensor) -> torch.Tensor:
-        """p(s) of the method: the VLM safety head, feasibility 1 - V_h, a constant, or 1."""
+        """p(s) of the method: the VLM safety head, feasibility 1 - V_h, a constant, or 1; with
+        `uncertainty` λ_u > 0 shrunk by exp(−λ_u·e(s)) where the model is unsure what comes next."""
+        p = self._p_safe(world_model, feat)
+        if self.cfg.uncertainty > 0:
+            p = p * torch.exp(-self.cfg.uncertainty * self.state_excess(world_model, feat))
+        return p
+
+    def _p_safe(self, world_model: WorldModel, feat: torch.Tensor) -> torch.Tensor:
         if self.cfg.safety == "vlm":
             return world_model.p_safe(feat)
         if self.cfg.safety == "reachability":
@@ -428,6 +454,8 @@ class ImaginationLearner(nn.Module):
                        "actor/weight_mean": w.mean(), "actor/weight_max": w.max(), "actor/adv_reward_std": adv_r.std(),
                        "actor/adv_cost_std": adv_c.std(), "actor/kl_target_behaviour": kl_b,
                        "critic/q_loss": q_loss.detach(), "critic/v_loss": v_loss.detach()}
+            if cfg.uncertainty > 0:
+                metrics.update({"imag/flagged": heads["flagged"].mean(), "imag/penalty": heads["penalty"].mean()})
         return {"loss": q_loss + v_loss, "p": p, "lam": lam, "feat": feat, "acts": acts, "log_target": log_target,
                 "metrics": metrics}
 
@@ -444,7 +472,12 @@ class ImaginationLearner(nn.Module):
         ret_r = torch.zeros(M * K, device=flat.device)
         ret_c, reach = torch.zeros_like(ret_r), torch.zeros_like(ret_r)
         disc = torch.ones_like(ret_r)
+        penalty, flagged = torch.zeros_like(ret_r), torch.zeros_like(ret_r)
         for _ in range(cfg.branch_steps):
+            if cfg.uncertainty > 0:
+                e = self.excess(world_model, world_model.feat(state), flat)
+                penalty = penalty + disc * cfg.uncertainty * e
+                flagged = flagged + (e > cfg.flag_excess).float() / cfg.branch_steps
             state = world_model.img_step(state, flat)
             f = world_model.feat(state)
             heads = {"reward": world_model.twohot.mean(world_model.reward_head(f)), "cost": world_model.cost(f),
@@ -454,7 +487,8 @@ class ImaginationLearner(nn.Module):
             reach = torch.maximum(reach, disc * heads["cost"].clamp(0, 1))
             disc = disc * g * heads["cont"]
         v_end = self.slow_v(world_model.feat(state))
-        target = torch.stack([ret_r + disc * v_end[:, 0], ret_c + disc * v_end[:, 1].clamp(min=0),
+        heads = {**heads, "penalty": penalty, "flagged": flagged}
+        target = torch.stack([ret_r - penalty + disc * v_end[:, 0], ret_c + disc * v_end[:, 1].clamp(min=0),
                               torch.maximum(reach, disc * v_end[:, 2].clamp(0, 1))], -1)
         return target.view(M, K, 3), heads
 

@@ -110,6 +110,16 @@ def load_policy(run: str | Path, device: str = "cpu") -> tuple[Policy, dict[str,
     return policy.eval(), conf
 
 
+@torch.no_grad()
+def _data_disagreement(world: WorldModel, learner: ImaginationLearner, data: dict[str, torch.Tensor]) -> float:
+    """u_data: the ensemble's mean disagreement on the dataset's own transitions (state, action taken)."""
+    keep = data["has_next"]
+    feat = world.feat({"deter": data["deter"][keep], "stoch": data["stoch"][keep]})
+    action = learner._action_input(data["action"][keep])
+    u = torch.cat([world.disagreement(f, a) for f, a in zip(feat.split(4096), action.split(4096))])
+    return max(float(u.mean()), 1e-8)
+
+
 def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, device: str = "cpu",
         log: Callable[[str], None] = print) -> Policy:
     wm_run, out = Path(world_model_run), Path(out)
@@ -124,6 +134,9 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     p_safe = training_labels(store, wm_conf["train"].get("labels", "auto")) if cost_source == "vlm" else None
     scale = 0.0 if cfg.policy.collision_reward and cost_source == "simulator" else collision_scale(
         store, task, "cost_source=vlm" if cost_source == "vlm" else "policy.collision_reward=false")
+    if cfg.policy.uncertainty > 0 and not wm.config.ensemble:
+        raise ConfigError(f"{wm_run}: policy.uncertainty > 0 needs a world model with an ensemble "
+                          f"(train-wm --set model.ensemble=5); this one has none")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ident = {"policy": to_dict(cfg.policy), "world_model": {**wm_meta["identity"], "step": wm_meta["step"]},
@@ -158,6 +171,9 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     scale_r = max(1.0, float(data["return_reward"].std()))
     scale_c = max(0.01, float(data["return_cost"].std()))
     learner.set_scales(scale_r, scale_c)
+    if cfg.policy.uncertainty > 0:
+        learner.u_data.fill_(_data_disagreement(world, learner, data))
+        log(f"  ensemble disagreement on the data's transitions: {float(learner.u_data):.4f} (u_data)")
     log(f"  {M} start states from {len(seeds)} training episodes in {time.perf_counter() - t0:.0f}s; "
         f"return scales: reward {scale_r:.1f}, cost {scale_c:.3f}")
     keys = ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "return_reward", "return_cost")

@@ -16,7 +16,10 @@ One file says the whole model, in the paper's and DreamerV3's names:
 - the heads learn on posterior *and* prior states (`prior_heads`): imagination only ever queries
   prior states, whose stoch part is sampled without seeing the frame;
 - `observe` (posterior states of a real sequence) and `imagine` (prior rollouts under a policy),
-  which is all the policy learner needs.
+  which is all the policy learner needs;
+- optionally (`ensemble` = K > 0) K one-step predictors of z_{t+1} from (h_t, z_t, a_t), each on
+  its own bootstrap of the batch; their `disagreement` marks transitions the data did not cover,
+  where imagination should not be trusted (MOPO, Plan2Explore).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class WorldModelConfig:
     safety_balance: bool = True  # weight the safe and the unsafe label mass equally (logit corrected back)
     prior_heads: bool = True  # reward/cost/safety/continue heads also learn on prior states
     cont_scale: float = 1.0
+    ensemble: int = 0  # K members of the disagreement ensemble (0: none)
+    ensemble_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.image_size != 64:
@@ -70,6 +75,8 @@ class WorldModelConfig:
             raise ValueError(f"cost_head: expected bernoulli or twohot, got {self.cost_head!r}")
         if self.cost_pos_weight <= 0:
             raise ValueError(f"cost_pos_weight: expected > 0, got {self.cost_pos_weight}")
+        if self.ensemble < 0 or self.ensemble == 1:
+            raise ValueError(f"ensemble: expected 0 (none) or at least 2 members, got {self.ensemble}")
 
     @property
     def feat(self) -> int:
@@ -187,6 +194,9 @@ class WorldModel(nn.Module):
             nn.init.zeros_(head[-1].bias)
         if c.cost_head == "bernoulli":  # start near the base rate of a rare event, not at 0.5
             nn.init.constant_(self.cost_head[-1].bias, -4.0)
+        if c.ensemble:
+            self.ensemble = nn.ModuleList(mlp(c.feat + c.action_dim, c.hidden, c.stoch * c.classes, 1)
+                                          for _ in range(c.ensemble))
         # EMA of the mean VLM label: the balanced safety loss shifts the logit by logit(mean), undone in p_safe
         self.register_buffer("safety_mean", torch.tensor(0.5))
 
@@ -281,6 +291,18 @@ class WorldModel(nn.Module):
         return {"feat": feat, "action": torch.stack(actions), "deter": torch.stack([s["deter"] for s in states]),
                 "stoch": torch.stack([s["stoch"] for s in states]), **heads}
 
+    def disagreement(self, feat: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """u(s, a) (...,): the ensemble's variance over its predicted distributions of z_{t+1},
+        summed over classes and averaged over the stoch variables; 0 where every member agrees."""
+        probs = self._ensemble_logp(feat, action).exp()
+        return probs.var(0).sum(-1).mean(-1)
+
+    def _ensemble_logp(self, feat: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        x = torch.cat([feat, action], -1)
+        logits = torch.stack([m(x) for m in self.ensemble])
+        return logits.reshape(*logits.shape[:-1], c.stoch, c.classes).log_softmax(-1)
+
     def heads(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"reward": self.twohot.mean(self.reward_head(feat)), "cost": self.cost(feat),
                 "p_safe": self.p_safe(feat), "cont": torch.sigmoid(self.cont_head(feat)[..., 0])}
@@ -332,7 +354,22 @@ class WorldModel(nn.Module):
         total = sum(scales[k] * means[k] for k in means)
         metrics = {f"wm/{k}_loss": v.detach() for k, v in means.items()}
         metrics["wm/kl"] = ((dyn * mask).sum() / n).detach()
+        if c.ensemble:
+            ens = self._ensemble_loss(feat, post, batch)
+            total = total + c.ensemble_scale * ens
+            metrics["wm/ensemble_loss"] = ens.detach()
         return total, metrics, post
+
+    def _ensemble_loss(self, feat: torch.Tensor, post: State, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Each member predicts the posterior z_{t+1} (a fixed target) from (h_t, z_t, a_t), on its
+        own bootstrap half of the sequences: members that agree on the data can disagree off it."""
+        logp = self._ensemble_logp(feat[:, :-1].detach(), batch["action"][:, 1:])  # (K, B, T-1, stoch, classes)
+        target = post["logits"][:, 1:].detach().exp()
+        ce = -(target * logp).sum((-1, -2))  # (K, B, T-1)
+        step = (batch["valid"][:, 1:] & ~batch["is_first"][:, 1:]).float()
+        boot = (torch.rand(ce.shape[:2], device=ce.device) < 0.5).float()[..., None]  # (K, B, 1)
+        w = boot * step
+        return ((ce * w).sum((1, 2)) / w.sum((1, 2)).clamp(min=1.0)).mean()
 
     def _head_losses(self, feat: torch.Tensor, batch: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-step losses of the reward, cost, continue and (with labels) safety heads."""
