@@ -134,7 +134,6 @@ class BenchmarkConfig:
         if self.data.workers < 1:
             raise ConfigError(f"data.workers: expected >= 1, got {self.data.workers}")
 
-
     def _check_placement(self) -> None:
         if self.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", self.device):
             raise ConfigError(f"device: expected cpu, cuda or cuda:N, got {self.device!r}")

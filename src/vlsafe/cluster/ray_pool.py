@@ -110,12 +110,11 @@ class RayTaskPool(Executor):
         connect(address)
         self.fn = ray.remote(num_cpus=num_cpus, max_calls=1, max_retries=RETRIES)(_call)
         self.runtime_env = {"env_vars": {**_THREAD_VARS, **(env or {})}}
-        self.remote = self.fn.options(runtime_env=self.runtime_env)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         if kwargs:
             raise TypeError("RayTaskPool.submit takes positional arguments only")
-        return self.remote.remote(fn, args).future()
+        return self.submit_with({}, fn, *args)
 
     def submit_with(self, resources: dict[str, float], fn: Callable[..., Any], /, *args: Any) -> Future:
         """One call with its own declared resources, e.g. {"num_cpus": 1, "num_gpus": 0.25}."""

@@ -153,15 +153,17 @@ class BEVRasterizer:
             left = -rel[..., 0] * s + rel[..., 1] * c
             return np.stack([cx - left * ppm, cy - f * ppm], -1)
 
+        def on_image(poly: np.ndarray) -> np.ndarray:  # (N, K, 2) pixel polygons that reach the image
+            return (poly.max(axis=1) >= -1).all(-1) & (poly.min(axis=1) <= size).all(-1)
+
         px = to_px(corners)
         if self.config.motion_s > 0:  # swept area: the hull of the box now and motion_s seconds on
             ahead = to_px(corners + self.config.motion_s * vehicles.velocity[:, None, :])
             swept = np.concatenate([px, ahead], axis=1)
-            near = (swept.max(axis=1) >= -1).all(-1) & (swept.min(axis=1) <= size).all(-1)
-            for i in np.flatnonzero(near):
+            for i in np.flatnonzero(on_image(swept)):
                 hull = cv2.convexHull(np.round(swept[i] * _ONE).astype(np.int32))
                 cv2.fillConvexPoly(img, hull, COLORS["ego_motion" if i == 0 else "vehicle_motion"], cv2.LINE_8, _SHIFT)
-        visible = (px.max(axis=1) >= -1).all(-1) & (px.min(axis=1) <= size).all(-1)
+        visible = on_image(px)
         pts = np.round(px * _ONE).astype(np.int32)
         for i in np.flatnonzero(visible[1:]) + 1:
             cv2.fillConvexPoly(img, pts[i], COLORS["vehicle"], cv2.LINE_8, _SHIFT)

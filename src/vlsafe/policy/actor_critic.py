@@ -473,9 +473,10 @@ class ImaginationLearner(nn.Module):
         ret_c, reach = torch.zeros_like(ret_r), torch.zeros_like(ret_r)
         disc = torch.ones_like(ret_r)
         penalty, flagged = torch.zeros_like(ret_r), torch.zeros_like(ret_r)
+        f = world_model.feat(state) if cfg.uncertainty > 0 else None  # the state each step leaves
         for _ in range(cfg.branch_steps):
             if cfg.uncertainty > 0:
-                e = self.excess(world_model, world_model.feat(state), flat)
+                e = self.excess(world_model, f, flat)
                 penalty = penalty + disc * cfg.uncertainty * e
                 flagged = flagged + (e > cfg.flag_excess).float() / cfg.branch_steps
             state = world_model.img_step(state, flat)
@@ -486,7 +487,7 @@ class ImaginationLearner(nn.Module):
             ret_c = ret_c + disc * heads["cost"] / self.scales[1]
             reach = torch.maximum(reach, disc * heads["cost"].clamp(0, 1))
             disc = disc * g * heads["cont"]
-        v_end = self.slow_v(world_model.feat(state))
+        v_end = self.slow_v(f)  # f: the features of the last branch state (branch_steps >= 1)
         heads = {**heads, "penalty": penalty, "flagged": flagged}
         target = torch.stack([ret_r - penalty + disc * v_end[:, 0], ret_c + disc * v_end[:, 1].clamp(min=0),
                               torch.maximum(reach, disc * v_end[:, 2].clamp(0, 1))], -1)
