@@ -1,4 +1,4 @@
-"""vlsafe on a real Ray cluster on this machine: a head with no CPUs and two worker nodes of one CPU
+"""vlsafe on a real Ray cluster on 127.0.0.1: a head with no CPUs and two worker nodes of one CPU
 each, started and stopped here. Collect (1 against 2 workers, and a worker killed mid-run),
 eval against the local loop, and a benchmark that runs on Ray and then resumes from its cache."""
 
@@ -19,23 +19,31 @@ from vlsafe.benchmark import resolve_benchmark, run_benchmark
 from vlsafe.data.collect import CollectConfig, collect
 from vlsafe.evaluation.evaluate import evaluate_policies
 
+LOOPBACK = "127.0.0.1"
 TINY = dict(task="four-lane", backend="highway", episodes=6, max_steps=40, seed_start=0)
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    from ray._private import ray_constants
     from ray.cluster_utils import Cluster
 
-    # every node on this machine; Ray itself maps localhost to the machine's own address (forcing
-    # 127.0.0.1 left the nodes unable to reach the head here)
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    for _ in range(2):
-        c.add_node(num_cpus=1)
-    ray.init(address=c.address, log_to_driver=False, include_dashboard=False)
-    assert ray.cluster_resources().get("CPU") == 2
-    yield c.address
-    ray.shutdown()
-    c.shutdown()
+    # every node on 127.0.0.1. Ray turns a loopback address given to ray.init into the machine's
+    # outward one, where nothing listens then, unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: in the
+    # environment for the processes the nodes start, and in the constant this process read at import
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        mp.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                          "node_ip_address": LOOPBACK})
+        for _ in range(2):
+            c.add_node(num_cpus=1, node_ip_address=LOOPBACK)
+        ray.init(address=c.address, log_to_driver=False, include_dashboard=False, _node_ip_address=LOOPBACK)
+        assert ray.cluster_resources().get("CPU") == 2
+        assert [n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]] == [LOOPBACK] * 3
+        yield c.address
+        ray.shutdown()
+        c.shutdown()
 
 
 def _shas(store) -> list[tuple[int, str]]:

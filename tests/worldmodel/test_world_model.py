@@ -9,7 +9,7 @@ import torch
 from vlsafe.data.collect import CollectConfig, collect
 from vlsafe.data.sampler import SequenceSampler
 from vlsafe.training.checkpoint import CheckpointError
-from vlsafe.worldmodel.evaluate import _episode_batch, auroc
+from vlsafe.worldmodel.evaluate import _episode_batch, auroc, evaluate_world_model
 from vlsafe.worldmodel.rssm import WorldModel, WorldModelConfig
 from vlsafe.worldmodel.train import fit, load_world_model, resolve_config, to_torch
 
@@ -244,5 +244,15 @@ def test_the_ensemble_agrees_on_the_data_and_disagrees_off_it(crashes, tmp_path)
         h = torch.rand(len(feat), c.deter) * 2 - 1  # the GRU's state lies in [-1, 1]
         made_up = model.disagreement(torch.cat([h, z.flatten(1)], -1), action).mean()
     assert made_up > 1.5 * real > 0, (float(real), float(made_up))  # 2.2x on the 2-core x86 machine
+    # eval-wm's imagined-state diagnostics: p̂ k steps ahead, with and without the penalty
+    held = conf["held_out_seeds"]
+    plain = evaluate_world_model(model, crashes, held, aheads=(3, 6), uncertainty=0.0, flag_excess=0.0)
+    gt = "0.5s"
+    for k in (3, 6):
+        key, pen = f"safety_auroc_imagined_{k}ahead_vs_gt_{gt}", f"safety_auroc_imagined_{k}ahead_penalised_vs_gt_{gt}"
+        if plain[key] == plain[key]:  # NaN where the held-out episodes show no unsafe step k ahead
+            assert plain[pen] == pytest.approx(plain[key])  # λ_u = 0: the penalty changes nothing
+        assert 0 < plain[f"imagined_flagged_{k}ahead"] <= 1  # e > 0 somewhere off the data
+    assert plain["u_data"] > 0 and plain["uncertainty"] == 0.0
     with pytest.raises(ValueError, match="ensemble"):
         WorldModelConfig(ensemble=1)

@@ -92,7 +92,9 @@ def run_grid(cells: list[Cell], root: Path, workers: int = 2, cluster: str = "lo
                     fut.result()
                 except Exception as err:  # a cell's failure stops the cells that need it, not the grid
                     failed.add(c.key)
-                    res.failed[c.name] = str(err).splitlines()[0] if str(err) else type(err).__name__
+                    # the last line says what went wrong (Ray's errors open with where the task ran)
+                    lines = [x for x in str(err).splitlines() if x.strip()]
+                    res.failed[c.name] = lines[-1].strip() if lines else type(err).__name__
                     log(f"  FAILED {c.name}: {res.failed[c.name]}")
                     continue
                 finished.add(c.key)

@@ -5,6 +5,13 @@ of p̂ against the VLM label and against ground truth ("a cost within the next `
 turned into steps with each episode's dt), and
 open-loop prediction over `horizon` imagined steps driven by the recorded actions. Also a GIF
 of real vs imagined frames with ĉ and p̂ written on them.
+
+p̂ is also scored on states imagined k steps ahead (`aheads`, 5 and 15): the states an actor that
+learns in imagination meets. With an ensemble, each such state also gets the policy's
+uncertainty penalty (policy.uncertainty = λ_u): p̂·exp(−λ_u·e), e = max(u/u_data − 1, 0) of the
+transition into it, u_data the ensemble's mean disagreement on these episodes' own transitions.
+Whether the penalty sharpens or blurs p̂'s ranking of the unsafe states, and what share of the
+imagined states it flags (e > flag_excess), is the diagnostic issue 26 asks for.
 """
 
 from __future__ import annotations
@@ -37,13 +44,18 @@ def _episode_batch(ep, labels) -> dict[str, np.ndarray]:
 
 @torch.no_grad()
 def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int], labels=None, horizon: int = 15,
-                         context: int = 5, horizon_s: float = 0.5, ahead: int = 5, out: Path | None = None,
+                         context: int = 5, horizon_s: float = 0.5, aheads: tuple[int, ...] = (5, 15),
+                         uncertainty: float = 1.0, flag_excess: float = 1.0, out: Path | None = None,
                          gif_seed: int | None = None) -> dict[str, Any]:
+    if not aheads or min(aheads) < 1:
+        raise ValueError(f"aheads: expected imagined steps >= 1, got {list(aheads)}")
     model.eval()
     A = model.config.action_dim
     device = next(model.parameters()).device
-    rows: dict[str, list] = {n: [] for n in ("recon", "reward_err", "cost_err", "cost_pred", "cost_true", "p_hat",
-                                             "gt_unsafe", "vlm_unsafe", "p_imag", "gt_imag")}
+    ensemble = bool(model.config.ensemble)
+    names = ["recon", "reward_err", "cost_err", "cost_pred", "cost_true", "p_hat", "gt_unsafe", "vlm_unsafe", "u_data"]
+    names += [f"{n}{k}" for k in aheads for n in ("p_imag", "gt_imag", "u_imag")]
+    rows: dict[str, list] = {n: [] for n in names}
     open_loop = np.zeros(horizon)
     n_open = 0
     gif = None
@@ -65,15 +77,22 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
         rows["gt_unsafe"].append(future_cost(ep.cost, k))  # the same ground truth as the VLM's label quality
         if labels is not None:
             rows["vlm_unsafe"].append(labels[seed] < 0.5)
-        # p̂ of prior states imagined `ahead` steps open-loop (recorded actions) from every posterior:
+        if ensemble:  # the disagreement on the episode's own transitions (posterior, action taken)
+            rows["u_data"].append(model.disagreement(feat[0, :-1], batch["action"][0, 1:]).cpu().numpy())
+        # p̂ of prior states imagined k steps open-loop (recorded actions) from every posterior:
         # the states the policy learner queries, scored against the same ground truth
-        if ep.steps > ahead:
+        for ahead in aheads:
+            if ep.steps <= ahead:
+                continue
             n = ep.steps + 1 - ahead
             state = {key: v[0, :n] for key, v in post.items()}
             for j in range(1, ahead + 1):
+                if ensemble and j == ahead:
+                    u = model.disagreement(model.feat(state), batch["action"][0, j:j + n])
+                    rows[f"u_imag{ahead}"].append(u.cpu().numpy())
                 state = model.img_step(state, batch["action"][0, j:j + n])
-            rows["p_imag"].append(model.p_safe(model.feat(state)).cpu().numpy())
-            rows["gt_imag"].append(rows["gt_unsafe"][-1][ahead:])
+            rows[f"p_imag{ahead}"].append(model.p_safe(model.feat(state)).cpu().numpy())
+            rows[f"gt_imag{ahead}"].append(rows["gt_unsafe"][-1][ahead:])
         # open loop: posterior for `context` steps, then the prior under the recorded actions
         if ep.steps >= context + horizon:
             start = {key: v[:, context - 1] for key, v in post.items()}
@@ -93,10 +112,20 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
         "cost_mae": float(cat["cost_err"].mean()),
         "cost_event_auroc": auroc(cat["cost_pred"], cat["cost_true"]),
         f"safety_auroc_vs_gt_{horizon_key(horizon_s)}": auroc(1 - cat["p_hat"], cat["gt_unsafe"]),
-        f"safety_auroc_imagined_{ahead}ahead_vs_gt_{horizon_key(horizon_s)}": auroc(1 - cat["p_imag"], cat["gt_imag"]),
         "unsafe_steps": int(cat["gt_unsafe"].sum()), "cost_events": int(cat["cost_true"].sum()),
         "open_loop_mse": [float(x) for x in open_loop / max(n_open, 1)], "open_loop_episodes": n_open,
     }
+    gt = horizon_key(horizon_s)
+    u_data = max(float(cat["u_data"].mean()), 1e-8) if ensemble and len(cat["u_data"]) else None
+    for k in aheads:
+        p, y = cat[f"p_imag{k}"], cat[f"gt_imag{k}"]
+        report[f"safety_auroc_imagined_{k}ahead_vs_gt_{gt}"] = auroc(1 - p, y)
+        if u_data is not None:
+            e = np.maximum(cat[f"u_imag{k}"] / u_data - 1, 0)
+            report[f"safety_auroc_imagined_{k}ahead_penalised_vs_gt_{gt}"] = auroc(1 - p * np.exp(-uncertainty * e), y)
+            report[f"imagined_flagged_{k}ahead"] = float((e > flag_excess).mean()) if len(e) else float("nan")
+    if u_data is not None:
+        report.update({"u_data": u_data, "uncertainty": uncertainty, "flag_excess": flag_excess})
     if labels is not None:
         report["safety_auroc_vs_vlm"] = auroc(1 - cat["p_hat"], cat["vlm_unsafe"])
     if out is not None:
