@@ -77,7 +77,8 @@ def fraction_rows(path: Path, tasks: set[str] | None) -> list[str]:
             pairs = sorted(set(full) & set(thin))
             d = paired_difference([thin[p] for p in pairs], [full[p] for p in pairs])
             a, b = aggregate([thin[p] for p in pairs]), aggregate([full[p] for p in pairs])
-            rows.append(f"| {task} | {f:g} | {len(pairs)} | {a['CR']:.2f} | {b['CR']:.2f} | {fmt(d, 'CR')} | {fmt(d, 'Return')} |")
+            rows.append(f"| {task} | {f:g} | {len(pairs)} | {a['CR']:.2f} | {b['CR']:.2f} | {fmt(d, 'CR')} "
+                        f"| {fmt(d, 'Return')} |")
     return rows
 
 

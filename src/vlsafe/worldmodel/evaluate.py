@@ -77,22 +77,7 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
         rows["gt_unsafe"].append(future_cost(ep.cost, k))  # the same ground truth as the VLM's label quality
         if labels is not None:
             rows["vlm_unsafe"].append(labels[seed] < 0.5)
-        if ensemble:  # the disagreement on the episode's own transitions (posterior, action taken)
-            rows["u_data"].append(model.disagreement(feat[0, :-1], batch["action"][0, 1:]).cpu().numpy())
-        # p̂ of prior states imagined k steps open-loop (recorded actions) from every posterior:
-        # the states the policy learner queries, scored against the same ground truth
-        for ahead in aheads:
-            if ep.steps <= ahead:
-                continue
-            n = ep.steps + 1 - ahead
-            state = {key: v[0, :n] for key, v in post.items()}
-            for j in range(1, ahead + 1):
-                if ensemble and j == ahead:
-                    u = model.disagreement(model.feat(state), batch["action"][0, j:j + n])
-                    rows[f"u_imag{ahead}"].append(u.cpu().numpy())
-                state = model.img_step(state, batch["action"][0, j:j + n])
-            rows[f"p_imag{ahead}"].append(model.p_safe(model.feat(state)).cpu().numpy())
-            rows[f"gt_imag{ahead}"].append(rows["gt_unsafe"][-1][ahead:])
+        _imagine_ahead(model, post, feat, batch["action"][0], rows["gt_unsafe"][-1], aheads, ensemble, rows)
         # open loop: posterior for `context` steps, then the prior under the recorded actions
         if ep.steps >= context + horizon:
             start = {key: v[:, context - 1] for key, v in post.items()}
@@ -115,17 +100,7 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
         "unsafe_steps": int(cat["gt_unsafe"].sum()), "cost_events": int(cat["cost_true"].sum()),
         "open_loop_mse": [float(x) for x in open_loop / max(n_open, 1)], "open_loop_episodes": n_open,
     }
-    gt = horizon_key(horizon_s)
-    u_data = max(float(cat["u_data"].mean()), 1e-8) if ensemble and len(cat["u_data"]) else None
-    for k in aheads:
-        p, y = cat[f"p_imag{k}"], cat[f"gt_imag{k}"]
-        report[f"safety_auroc_imagined_{k}ahead_vs_gt_{gt}"] = auroc(1 - p, y)
-        if u_data is not None:
-            e = np.maximum(cat[f"u_imag{k}"] / u_data - 1, 0)
-            report[f"safety_auroc_imagined_{k}ahead_penalised_vs_gt_{gt}"] = auroc(1 - p * np.exp(-uncertainty * e), y)
-            report[f"imagined_flagged_{k}ahead"] = float((e > flag_excess).mean()) if len(e) else float("nan")
-    if u_data is not None:
-        report.update({"u_data": u_data, "uncertainty": uncertainty, "flag_excess": flag_excess})
+    report.update(_imagined_report(cat, aheads, horizon_key(horizon_s), ensemble, uncertainty, flag_excess))
     if labels is not None:
         report["safety_auroc_vs_vlm"] = auroc(1 - cat["p_hat"], cat["vlm_unsafe"])
     if out is not None:
@@ -134,6 +109,43 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
         if gif is not None:
             _write_gif(out / "imagined.gif", *gif)
     return report
+
+
+def _imagine_ahead(model: WorldModel, post: dict, feat: torch.Tensor, action: torch.Tensor, gt_unsafe: np.ndarray,
+                   aheads: tuple[int, ...], ensemble: bool, rows: dict[str, list]) -> None:
+    """p̂ of prior states imagined k steps open-loop (recorded actions) from every posterior: the
+    states the policy learner queries, scored against the same ground truth; with an ensemble also
+    the disagreement of the transition into each (and of the episode's own transitions: u_data)."""
+    if ensemble:
+        rows["u_data"].append(model.disagreement(feat[0, :-1], action[1:]).cpu().numpy())
+    T = len(action) - 1
+    for ahead in aheads:
+        if T <= ahead:
+            continue
+        n = T + 1 - ahead
+        state = {key: v[0, :n] for key, v in post.items()}
+        for j in range(1, ahead + 1):
+            if ensemble and j == ahead:
+                rows[f"u_imag{ahead}"].append(model.disagreement(model.feat(state), action[j:j + n]).cpu().numpy())
+            state = model.img_step(state, action[j:j + n])
+        rows[f"p_imag{ahead}"].append(model.p_safe(model.feat(state)).cpu().numpy())
+        rows[f"gt_imag{ahead}"].append(gt_unsafe[ahead:])
+
+
+def _imagined_report(cat: dict[str, np.ndarray], aheads: tuple[int, ...], gt: str, ensemble: bool, uncertainty: float,
+                     flag_excess: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    u_data = max(float(cat["u_data"].mean()), 1e-8) if ensemble and len(cat["u_data"]) else None
+    for k in aheads:
+        p, y = cat[f"p_imag{k}"], cat[f"gt_imag{k}"]
+        out[f"safety_auroc_imagined_{k}ahead_vs_gt_{gt}"] = auroc(1 - p, y)
+        if u_data is not None:
+            e = np.maximum(cat[f"u_imag{k}"] / u_data - 1, 0)
+            out[f"safety_auroc_imagined_{k}ahead_penalised_vs_gt_{gt}"] = auroc(1 - p * np.exp(-uncertainty * e), y)
+            out[f"imagined_flagged_{k}ahead"] = float((e > flag_excess).mean()) if len(e) else float("nan")
+    if u_data is not None:
+        out.update({"u_data": u_data, "uncertainty": uncertainty, "flag_excess": flag_excess})
+    return out
 
 
 def _write_gif(path: Path, real: np.ndarray, imagined: np.ndarray, cost: np.ndarray, p_safe: np.ndarray) -> None:
