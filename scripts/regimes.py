@@ -99,8 +99,8 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|")
         for r in args.regimes:
             label, _, spec = r.partition("=")
-            if not spec:
-                ap.error(f"{r!r}: expected LABEL=RESULTS[:field=value,...]")
+            if not spec or not Path(spec.partition(":")[0]).exists():
+                ap.error(f"{r!r}: expected LABEL=RESULTS[:field=value,...] with no '=' in LABEL and an existing RESULTS")
             print("\n".join(regime_rows(label, spec, tasks)))
 
 
