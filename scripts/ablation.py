@@ -37,6 +37,11 @@ def read(path: Path) -> dict[tuple, dict[tuple, dict]]:
     return groups
 
 
+def interval(d: dict, m: str) -> str:
+    """A paired difference of metric m with its interval: '+0.1 [-0.03, +0.23]'."""
+    return f"{d[m]['diff']:+.3g} [{d[m]['lo']:+.3g}, {d[m]['hi']:+.3g}]"
+
+
 def ending(ep: EpisodeMetrics, max_steps: float) -> str:
     if ep.AR:
         return "arrived"
@@ -68,7 +73,7 @@ def main() -> None:
         fmt = lambda c: "/".join(str(c[k]) for k in ("arrived", "crash", "off-road", "timeout"))  # noqa: E731
         print(f"| {key[0]} | {key[1]} | {len(pairs)} | "
               + " | ".join(f"{ma[m]:.3g} → {mb[m]:.3g}" for m in metrics) + " | "
-              + " | ".join(f"{d[m]['diff']:+.3g} [{d[m]['lo']:+.3g}, {d[m]['hi']:+.3g}]" for m in metrics)
+              + " | ".join(interval(d, m) for m in metrics)
               + f" | {fmt(ends[0])} | {fmt(ends[1])} |")
 
 

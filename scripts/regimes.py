@@ -17,17 +17,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ablation import KEY, read
+from ablation import KEY, interval, read
 
 from vlsafe.evaluation.evaluate import paired_difference
 from vlsafe.evaluation.metrics import aggregate
 
 REF = "vl-safe"
 OTHERS = ("dreamer-offline", "bc")
-
-
-def fmt(d: dict, m: str) -> str:
-    return f"{d[m]['diff']:+.3g} [{d[m]['lo']:+.3g}, {d[m]['hi']:+.3g}]"
 
 
 def regime_rows(label: str, spec: str, tasks: set[str] | None) -> list[str]:
@@ -56,7 +52,7 @@ def regime_rows(label: str, spec: str, tasks: set[str] | None) -> list[str]:
                 continue
             n = len(pairs)
             d = paired_difference([ref[p] for p in pairs], [o[p] for p in pairs])
-            cells += [fmt(d, "CR"), fmt(d, "Return")]
+            cells += [interval(d, "CR"), interval(d, "Return")]
         cells.insert(2, str(n or len(ref)))
         rows.append("| " + " | ".join(cells) + " |")
     return rows
@@ -77,8 +73,8 @@ def fraction_rows(path: Path, tasks: set[str] | None) -> list[str]:
             pairs = sorted(set(full) & set(thin))
             d = paired_difference([thin[p] for p in pairs], [full[p] for p in pairs])
             a, b = aggregate([thin[p] for p in pairs]), aggregate([full[p] for p in pairs])
-            rows.append(f"| {task} | {f:g} | {len(pairs)} | {a['CR']:.2f} | {b['CR']:.2f} | {fmt(d, 'CR')} "
-                        f"| {fmt(d, 'Return')} |")
+            rows.append(f"| {task} | {f:g} | {len(pairs)} | {a['CR']:.2f} | {b['CR']:.2f} | {interval(d, 'CR')} "
+                        f"| {interval(d, 'Return')} |")
     return rows
 
 

@@ -243,8 +243,8 @@ def _cmd_train_wm(args: argparse.Namespace) -> int:
 
     if not env_ranks().main:  # under torchrun: rank 0 evaluates and reports
         return 0
-    return _cmd_eval_wm(argparse.Namespace(run=out, data=args.data, device=args.device, aheads="5,15",
-                                           uncertainty=1.0)) if args.eval else 0
+    return _cmd_eval_wm(argparse.Namespace(run=out, data=args.data, device=args.device, aheads=None,
+                                           uncertainty=None)) if args.eval else 0
 
 
 def _cmd_train_policy(args: argparse.Namespace) -> int:
@@ -343,13 +343,18 @@ def _cmd_eval_wm(args: argparse.Namespace) -> int:
     from vlsafe.worldmodel.evaluate import evaluate_world_model
     from vlsafe.worldmodel.train import load_world_model, training_labels
 
-    try:
-        aheads = tuple(int(k) for k in args.aheads.split(","))
-    except ValueError:
-        raise ConfigError(f"--aheads: expected imagined steps like 5,15, got {args.aheads!r}") from None
-    if min(aheads) < 1 or args.uncertainty < 0:
-        raise ConfigError(f"--aheads and --uncertainty: expected steps >= 1 and λ_u >= 0, got {args.aheads!r}, "
-                          f"{args.uncertainty}")
+    scoring = {}  # what is not given keeps evaluate_world_model's defaults (5 and 15 steps, λ_u = 1)
+    if args.aheads is not None:
+        try:
+            scoring["aheads"] = tuple(int(k) for k in args.aheads.split(","))
+        except ValueError:
+            raise ConfigError(f"--aheads: expected imagined steps like 5,15, got {args.aheads!r}") from None
+        if min(scoring["aheads"]) < 1:
+            raise ConfigError(f"--aheads: expected imagined steps >= 1, got {args.aheads!r}")
+    if args.uncertainty is not None:
+        if args.uncertainty < 0:
+            raise ConfigError(f"--uncertainty: expected λ_u >= 0, got {args.uncertainty}")
+        scoring["uncertainty"] = args.uncertainty
     model, meta = load_world_model(args.run, check_device(args.device))
     run_cfg = read_json(Path(args.run) / "config.json", "a train-wm run's config", ("data", "held_out_seeds", "train"))
     store = EpisodeStore(args.data or run_cfg["data"])
@@ -357,8 +362,7 @@ def _cmd_eval_wm(args: argparse.Namespace) -> int:
     held = run_cfg["held_out_seeds"] if not args.data or args.data == run_cfg["data"] else \
         [int(e["seed"]) for e in store.entries()]
     labels = training_labels(store, run_cfg["train"]["labels"]) if run_cfg["train"]["labels"] != "none" else None
-    report = evaluate_world_model(model, store, held, labels=labels, aheads=aheads, uncertainty=args.uncertainty,
-                                  out=Path(args.run))
+    report = evaluate_world_model(model, store, held, labels=labels, out=Path(args.run), **scoring)
     print(dumps(report, indent=1))
     print(f"wrote {args.run}/eval.json and {args.run}/imagined.gif")
     return 0
@@ -453,9 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     we = sub.add_parser("eval-wm", help="held-out metrics, open-loop prediction and a GIF of a trained world model")
     we.add_argument("run", help="train-wm run folder")
     we.add_argument("--data", help="dataset (default: the run's; another dataset is evaluated whole)")
-    we.add_argument("--aheads", default="5,15", help="imagined steps at which p̂ is scored (default 5,15)")
-    we.add_argument("--uncertainty", type=float, default=1.0,
-                    help="λ_u of the penalised p̂ on imagined states (world models with an ensemble)")
+    we.add_argument("--aheads", help="imagined steps at which p̂ is scored, e.g. 5,15 (the default)")
+    we.add_argument("--uncertainty", type=float,
+                    help="λ_u of the penalised p̂ on imagined states (world models with an ensemble; default 1)")
     we.add_argument("--device", default="cpu")
     we.set_defaults(fn=_cmd_eval_wm)
 

@@ -118,18 +118,19 @@ def _imagine_ahead(model: WorldModel, post: dict, feat: torch.Tensor, action: to
     the disagreement of the transition into each (and of the episode's own transitions: u_data)."""
     if ensemble:
         rows["u_data"].append(model.disagreement(feat[0, :-1], action[1:]).cpu().numpy())
+    # one rollout to the deepest k: at step j only the starts whose j-th recorded action exists go on
     T = len(action) - 1
-    for ahead in aheads:
-        if T <= ahead:
-            continue
-        n = T + 1 - ahead
-        state = {key: v[0, :n] for key, v in post.items()}
-        for j in range(1, ahead + 1):
-            if ensemble and j == ahead:
-                rows[f"u_imag{ahead}"].append(model.disagreement(model.feat(state), action[j:j + n]).cpu().numpy())
-            state = model.img_step(state, action[j:j + n])
-        rows[f"p_imag{ahead}"].append(model.p_safe(model.feat(state)).cpu().numpy())
-        rows[f"gt_imag{ahead}"].append(gt_unsafe[ahead:])
+    scored = {k for k in aheads if k < T}
+    state = {key: v[0, :T] for key, v in post.items()}
+    for j in range(1, max(scored, default=0) + 1):
+        n = T + 1 - j
+        state = {key: v[:n] for key, v in state.items()}
+        if ensemble and j in scored:
+            rows[f"u_imag{j}"].append(model.disagreement(model.feat(state), action[j:j + n]).cpu().numpy())
+        state = model.img_step(state, action[j:j + n])
+        if j in scored:
+            rows[f"p_imag{j}"].append(model.p_safe(model.feat(state)).cpu().numpy())
+            rows[f"gt_imag{j}"].append(gt_unsafe[j:])
 
 
 def _imagined_report(cat: dict[str, np.ndarray], aheads: tuple[int, ...], gt: str, ensemble: bool, uncertainty: float,
