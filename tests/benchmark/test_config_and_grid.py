@@ -87,3 +87,15 @@ def test_subsets_nest_and_keep_the_mixture():
     assert subset_seeds(entries, 0.3, seed=4) != s30  # another permutation seed, another subset
     with pytest.raises(ValueError):
         subset_seeds(entries, 0.0)
+
+
+def test_a_broken_cells_link_is_refused_before_any_cell(tmp_path):
+    """A cells/ shared with another benchmark through a link that does not resolve: one line, no cell run."""
+    from vlsafe.benchmark import run_benchmark
+
+    out = tmp_path / "arm"
+    out.mkdir()
+    (out / "cells").symlink_to("../nowhere/cells")
+    with pytest.raises(ConfigError, match=r"cells/ is a link to \.\./nowhere/cells, which does not exist"):
+        run_benchmark(resolve_benchmark("smoke"), out, log=lambda *_: None)
+    assert sorted(p.name for p in out.iterdir()) == ["cells"]

@@ -3,6 +3,7 @@ as data (`results/episodes.csv`, `results/summary.json`) that `vlsafe report` tu
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -30,6 +31,12 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, cluster: str = "local",
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--out {root}: exists and is not a folder")
+    for part in ("cells", "results"):  # a cells/ shared by a link with another benchmark must resolve
+        sub = root / part
+        if sub.is_symlink() and not sub.exists():
+            raise ConfigError(f"--out {root}: {part}/ is a link to {os.readlink(sub)}, which does not exist")
+        if sub.exists() and not sub.is_dir():
+            raise ConfigError(f"--out {root}: {part} exists and is not a folder")
     cells = expand(cfg)
     root.mkdir(parents=True, exist_ok=True)
     command = command or "vlsafe benchmark " + shlex.join([f"--out={root}"])
