@@ -341,7 +341,7 @@ def _cmd_eval_wm(args: argparse.Namespace) -> int:
     from vlsafe.data.store import EpisodeStore
     from vlsafe.manifest import read_json
     from vlsafe.worldmodel.evaluate import evaluate_world_model
-    from vlsafe.worldmodel.train import load_world_model, training_labels
+    from vlsafe.worldmodel.train import load_world_model, run_label_choice, training_labels
 
     scoring = {}  # what is not given keeps evaluate_world_model's defaults (5 and 15 steps, λ_u = 1)
     if args.aheads is not None:
@@ -361,7 +361,8 @@ def _cmd_eval_wm(args: argparse.Namespace) -> int:
     store.validate(image_size=model.config.image_size)
     held = run_cfg["held_out_seeds"] if not args.data or args.data == run_cfg["data"] else \
         [int(e["seed"]) for e in store.entries()]
-    labels = training_labels(store, run_cfg["train"]["labels"]) if run_cfg["train"]["labels"] != "none" else None
+    choice = run_label_choice(run_cfg, same_data=store.root.resolve() == Path(run_cfg["data"]).resolve())
+    labels = training_labels(store, choice) if choice != "none" else None
     report = evaluate_world_model(model, store, held, labels=labels, out=Path(args.run), **scoring)
     print(dumps(report, indent=1))
     print(f"wrote {args.run}/eval.json and {args.run}/imagined.gif")

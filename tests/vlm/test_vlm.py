@@ -371,3 +371,29 @@ def test_vlm_eval_pools_one_condition_and_never_two(model, tmp_path, capsys):
     assert "four-lane@scripted (pooled)" in report and not any("dense@scripted (pooled)" in k for k in report)
     prov = json.loads(next((dense.root / "labels").glob("*.json")).read_text())
     assert (prov["dataset"]["variant"], prov["dataset"]["backend"], prov["dataset"]["dt"]) == ("dense", "scripted", 0.1)
+
+
+def test_a_world_model_keeps_the_label_set_it_learned_from(model, hw, tmp_path):
+    """labels=auto is resolved once, recorded in the run, and kept: a newer label set added to the
+    dataset afterwards changes neither a resumed run nor what train-policy and eval-wm load for it."""
+    from vlsafe.worldmodel.train import fit, resolve_config, run_label_choice
+
+    ds = tmp_path / "ds"
+    shutil.copytree(hw.root, ds, ignore=shutil.ignore_patterns("labels"))
+    store = EpisodeStore(ds)
+    scorer = load_scorer("drive-clip", str(model), threads=1)
+    first = label_dataset(store, scorer, "paper-v1", **QUIET)
+    cfg = lambda steps: resolve_config("xs", ["batch_size=2", "seq_len=8", "threads=1", f"steps={steps}",  # noqa: E731
+                                              "checkpoint_every=2"])
+    run = tmp_path / "wm"
+    fit(ds, run, cfg(2), **QUIET)
+    time.sleep(1.1)  # label sets are ordered by their creation second
+    second = label_dataset(store, scorer, "plain-v1", **QUIET)
+    assert [s["key"] for s in list_labels(store)] == [first.key, second.key]
+    conf = lambda r: json.loads((r / "config.json").read_text())  # noqa: E731
+    assert conf(run)["labels_used"] == first.key == run_label_choice(conf(run))
+    fit(ds, run, cfg(4), **QUIET)  # resumed after the newer set appeared
+    assert conf(run)["labels_used"] == first.key
+    fit(ds, tmp_path / "fresh", cfg(2), **QUIET)
+    assert conf(tmp_path / "fresh")["labels_used"] == second.key
+    assert run_label_choice(conf(run), same_data=False) == "auto"

@@ -41,7 +41,7 @@ from vlsafe.training.checkpoint import (
 )
 from vlsafe.training.precision import autocast, resolve_precision
 from vlsafe.worldmodel.rssm import WorldModel, WorldModelConfig
-from vlsafe.worldmodel.train import load_world_model, training_labels
+from vlsafe.worldmodel.train import load_world_model, run_label_choice, training_labels
 
 __all__ = ["TrainPolicyConfig", "Policy", "resolve_config", "fit", "load_policy"]
 
@@ -131,7 +131,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     # a world model that learned without the simulator's cost labels passes that on: the data's
     # cost is the VLM's 1 − p(safe) and its reward has no crash term here too
     cost_source = (wm_conf.get("train") or {}).get("cost_source", "simulator")
-    p_safe = training_labels(store, wm_conf["train"].get("labels", "auto")) if cost_source == "vlm" else None
+    p_safe = training_labels(store, run_label_choice(wm_conf)) if cost_source == "vlm" else None
     scale = 0.0 if cfg.policy.collision_reward and cost_source == "simulator" else collision_scale(
         store, task, "cost_source=vlm" if cost_source == "vlm" else "policy.collision_reward=false")
     if cfg.policy.uncertainty > 0 and not wm.config.ensemble:

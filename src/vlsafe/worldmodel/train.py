@@ -121,6 +121,42 @@ def training_labels(store: EpisodeStore, choice: str) -> dict[int, np.ndarray] |
                            f"or train without the safety head: --set labels=none") from None
 
 
+def label_set_used(store: EpisodeStore, choice: str) -> str | None:
+    """The key of the label set `choice` names on this dataset now ('auto': the newest). train-wm
+    records it, so that train-policy and eval-wm read the labels the world model learned from even
+    after a newer label set is added to the dataset."""
+    if choice == "none":
+        return None
+    if choice != "auto":
+        return choice
+    from vlsafe.vlm.label import list_labels
+
+    sets = list_labels(store)
+    return sets[-1]["key"] if sets else None
+
+
+def run_label_choice(wm_conf: dict[str, Any], same_data: bool = True) -> str:
+    """What a train-wm run's config says to load as labels: the set it recorded using (runs made
+    before that was recorded, or another dataset: the run's `labels` setting)."""
+    choice = (wm_conf.get("train") or {}).get("labels", "auto")
+    return (wm_conf.get("labels_used") or choice) if same_data and choice != "none" else choice
+
+
+def _labels_to_use(store: EpisodeStore, choice: str, out: Path) -> str | None:
+    """`choice` resolved on this dataset; a resumed 'auto' run keeps the set it started with."""
+    used = label_set_used(store, choice)
+    if choice == "auto" and (out / "config.json").exists():
+        from vlsafe.vlm.label import list_labels
+
+        try:
+            before = json.loads((out / "config.json").read_text()).get("labels_used")
+        except (json.JSONDecodeError, AttributeError):
+            before = None
+        if before in {s["key"] for s in list_labels(store)}:
+            used = before
+    return used
+
+
 def _identity(store: EpisodeStore, cfg: TrainWMConfig) -> dict[str, Any]:
     ident = {"model": to_dict(cfg.model), "data": dataset_checksum(store),
              "labels": cfg.labels, "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "seed": cfg.seed}
@@ -180,7 +216,8 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
     store = EpisodeStore(data)
     man = _check_dataset(store, cfg.model)
     out = Path(out)
-    labels = training_labels(store, cfg.labels)
+    labels_used = _labels_to_use(store, cfg.labels, out)
+    labels = training_labels(store, labels_used or cfg.labels)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     task = man.get("task", {})
@@ -204,10 +241,13 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
     sampler = _rank_sampler(store, cfg, rk, train_seeds, labels, meta, scale)
     if meta is not None:
         log(f"resuming {out} from step {step} ({meta.get('world_size', 1)} rank(s) wrote it, {rk.world} now)")
+    if labels_used:
+        log(f"  labels {labels_used} (labels={cfg.labels})")
     if rk.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps({"train": to_dict(cfg), "data": str(store.root),
                                                      "held_out_seeds": held, "identity": ident,
+                                                     "labels_used": labels_used,
                                                      "ranks": rk.world, "global_batch": cfg.batch_size}, indent=1))
     metrics_log = MetricsLog(out) if rk.main else NullLog()
     step_model = torch.nn.parallel.DistributedDataParallel(LossModule(model)) if rk.distributed else LossModule(model)
