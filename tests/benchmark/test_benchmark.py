@@ -146,3 +146,9 @@ def test_report_renders_in_a_real_headless_chromium(smoke, tmp_path):
     # figures come as PNG files too, for papers
     pngs = {p.name for p in (tmp_path / "report").glob("*.png")}
     assert {"return_vs_cost.png", "sample_efficiency.png", "training_curves.png"} <= pngs
+    # report.md's tables are well-formed markdown: each separator row has its header's cell count
+    lines = (tmp_path / "report" / "report.md").read_text().splitlines()
+    seps = [i for i, line in enumerate(lines) if line.startswith("|") and set(line) <= set("|-")]
+    assert len(seps) >= 4
+    for i in seps:
+        assert lines[i].count("|") == lines[i - 1].count("|"), (lines[i - 1], lines[i])

@@ -449,7 +449,7 @@ def markdown_tables(data: dict, tasks: list[str], methods: list[str]) -> str:
                 lines.append(f"| {task} | {m} | " + " | ".join(_ci(r, k) for k in METRICS) +
                              f" | {_fmt(r['reward_norm'])} | {_fmt(r['cost_norm'])} |")
     lines += ["", f"## Paired differences against {cfg['reference']} (method − {cfg['reference']}), greedy", "",
-              "| task | method | fraction | condition | pairs | ΔReturn | ΔCost | ΔAR | ΔCR |", "|---|" * 9]
+              "| task | method | fraction | condition | pairs | ΔReturn | ΔCost | ΔAR | ΔCR |", "|" + "---|" * 9]
     for p in data["paired"]:
         if p["actor"] == "greedy":
             d = p["minus_reference"]
