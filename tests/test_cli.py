@@ -128,3 +128,31 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
     assert "a demo run of an earlier config; starting it again" in r.stdout
     assert json.loads((out / "policy" / "config.json").read_text())["identity"]["policy"]["beta1"] == 6.0
     assert (out / "policy" / "eval" / "eval.json").exists()
+
+
+def readme_commands() -> list[str]:
+    """Every `vlsafe ...` line of the README's bash blocks, its trailing comment removed."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b.split("\n", 1)[1] for b in text.split("```bash")[1:]]
+    lines = [line for b in blocks for line in b.split("```", 1)[0].splitlines()]
+    return [line.split("  #", 1)[0].strip() for line in lines if line.startswith("vlsafe ")]
+
+
+def test_every_readme_command_parses():
+    """The README's commands against the CLI's parser: a flag renamed or dropped fails here (running
+    them is `make demo`'s and the rest of the suite's job)."""
+    import shlex
+
+    from vlsafe.cli import build_parser
+
+    commands = readme_commands()
+    assert len(commands) >= 25, commands
+    parser = build_parser()
+    for line in commands:
+        argv = [w for w in shlex.split(line)[1:] if w != "|" and w != "head"]
+        try:
+            parser.parse_args(argv)
+        except SystemExit as err:
+            raise AssertionError(f"README: {line!r} does not parse") from err
