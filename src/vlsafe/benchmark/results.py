@@ -74,6 +74,14 @@ def _f(x: Any) -> Any:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
+def _nanmean(values: list[float]) -> float:
+    """The mean of the finite values; NaN, without numpy's empty-slice warning, where there are none
+    (a task-backend pair with no DSRL reference, e.g. cross-sim rows)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
 def _groups(rows: list[dict]) -> dict[tuple, list[dict]]:
     out: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
@@ -96,8 +104,8 @@ def summaries(rows: list[dict], reference: str, n_boot: int = 1000) -> tuple[lis
         row.update(episodes=len(eps), seeds=sorted({r["train_seed"] for r in rs}), budget=rs[0]["budget"],
                    metrics={m: _f(v) for m, v in aggregate(eps).items()},
                    ci95={m: [_f(a), _f(b)] for m, (a, b) in ci.items()},
-                   reward_norm=_f(float(np.nanmean([r["reward_norm"] for r in rs]))),
-                   cost_norm=_f(float(np.nanmean([r["cost_norm"] for r in rs]))))
+                   reward_norm=_f(_nanmean([r["reward_norm"] for r in rs])),
+                   cost_norm=_f(_nanmean([r["cost_norm"] for r in rs])))
         summary.append(row)
         if row["method"] == reference:
             continue
