@@ -8,7 +8,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from vlsafe.config import ConfigError, to_dict
 from vlsafe.runlog import dumps
@@ -83,14 +83,15 @@ def _cmd_drive(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_stage(folder: Path, stage: Callable[[], int]) -> int:
-    """Run a demo training stage; a folder the demo wrote with an earlier config (after an
-    upgrade changed a default) is the demo's own output: replaced, and said so, not refused."""
+def _demo_stage(folder: Path, stage: Callable[[], Any]) -> Any:
+    """Run a demo stage; a folder the demo wrote with an earlier config (after an upgrade changed
+    a default) is the demo's own output: replaced, and said so, not refused."""
+    from vlsafe.data.store import DatasetMismatchError
     from vlsafe.training.checkpoint import RunMismatchError
 
     try:
         return stage()
-    except RunMismatchError:
+    except (RunMismatchError, DatasetMismatchError):
         print(f"{folder}: a demo run of an earlier config; starting it again", flush=True)
         shutil.rmtree(folder)
         return stage()
@@ -116,7 +117,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from vlsafe.data.collect import collect, with_preset
 
     print(f"\n[2/5] collect: a tiny {args.data_task}@{backends[0]} dataset of the behaviour mixture", flush=True)
-    store = collect(with_preset("tiny", task=args.data_task, backend=backends[0], workers=2), out / "dataset")
+    store = _demo_stage(out / "dataset", lambda: collect(
+        with_preset("tiny", task=args.data_task, backend=backends[0], workers=2), out / "dataset"))
 
     print("\n[3/5] label: p(safe) of every frame by the embedded drive-clip VLM (paper prompts T1/T2)", flush=True)
     if main(["label", str(store.root), "--threads", "2"]) != 0:

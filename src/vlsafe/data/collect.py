@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from vlsafe.config import ConfigError, to_dict
 from vlsafe.data.episode import EpisodeRecorder
-from vlsafe.data.store import DatasetError, EpisodeStore
+from vlsafe.data.store import DatasetMismatchError, EpisodeStore
 from vlsafe.experts.behaviours import make_driver, parse_mixture, pick_behaviour
 from vlsafe.runlog import dumps
 
@@ -182,7 +182,7 @@ def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = pr
     if store.manifest_path.exists():
         old = store.manifest()
         if old.get("identity") != ident:
-            raise DatasetError(f"{store.root}: holds a dataset collected with a different config "
+            raise DatasetMismatchError(f"{store.root}: holds a dataset collected with a different config "
                                f"(task/mixture/seeds/size); use another --out or delete it")
     store.clean_partial()
     store.write_manifest({"stage": "collect", "identity": ident, "complete": False})

@@ -24,7 +24,8 @@ import numpy as np
 from vlsafe.data.episode import SIGNALS, Episode
 from vlsafe.runlog import dumps
 
-__all__ = ["DatasetError", "EpisodeStore", "episode_filename", "FRAME_CHUNK", "sha256_file", "dataset_checksum", "SIGNALS"]
+__all__ = ["DatasetError", "DatasetMismatchError", "EpisodeStore", "episode_filename", "FRAME_CHUNK", "sha256_file",
+           "dataset_checksum", "SIGNALS"]
 
 FRAME_CHUNK = 16  # frames per compressed chunk of the image array
 _ARRAYS = ("bev", "vector", "action", "reward", "cost", "terminated", "truncated")
@@ -32,6 +33,10 @@ _ARRAYS = ("bev", "vector", "action", "reward", "cost", "terminated", "truncated
 
 class DatasetError(ValueError):
     """A dataset file or manifest is missing, corrupt, or does not match what was asked for."""
+
+
+class DatasetMismatchError(DatasetError):
+    """The output folder holds a dataset recorded with another config."""
 
 
 def episode_filename(seed: int) -> str:
