@@ -55,6 +55,8 @@ def expand(cfg: BenchmarkConfig) -> list[Cell]:
 
 
 def _grid(cfg: BenchmarkConfig) -> list[Cell]:
+    from vlsafe.vlm.drive_clip import DEFAULT_MODEL  # the default labeller by name, so a new default is a new cell
+
     cells: list[Cell] = []
     for task in cfg.tasks:
         tb = f"{task}@{cfg.backend}"
@@ -67,7 +69,7 @@ def _grid(cfg: BenchmarkConfig) -> list[Cell]:
         for frac in cfg.fractions if offline else ():
             fname = _fraction_name(frac)
             sub = Cell("subset", f"subset/{tb}/{fname}", {"fraction": frac, "seed": cfg.data.subset_seed,
-                                                            "label_model": cfg.labels.model, "prompts": cfg.labels.prompts},
+                                                            "label_model": cfg.labels.model or DEFAULT_MODEL.name, "prompts": cfg.labels.prompts},
                        [data])
             cells.append(sub)
             wm = None

@@ -237,7 +237,7 @@ def _cmd_prompts(args: argparse.Namespace) -> int:
 
 def _scorer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="drive-clip", help="drive-clip (embedded default) or clip")
-    p.add_argument("--model", help="drive-clip: a trained model folder or a packaged name (drive-clip-v1); "
+    p.add_argument("--model", help="drive-clip: a trained model folder or a packaged name (drive-clip-v1, -v2, -v3; default v2); "
                                    "clip: a CLIP folder or hub id")
     p.add_argument("--prompts", default="paper-v1", help="prompt set name or .json file (see `vlsafe vlm prompts`)")
     p.add_argument("--prob", default="softmax", choices=["softmax", "calibrated"], help="similarities -> p(safe)")

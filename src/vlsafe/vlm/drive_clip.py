@@ -466,7 +466,9 @@ PACKAGED = {name: ASSETS / name for name in ("drive-clip-v1", "drive-clip-v2", "
 it was trained on. v1: MetaDrive frames of the four tasks; v2: both simulators, all four tasks,
 look-aheads in seconds, hard-negative concepts and paraphrase augmentation; v3: v2 with MiniLM's top
 two layers trained too."""
-DEFAULT_MODEL = PACKAGED["drive-clip-v1"]
+# v2 since 2026-12-05: above the no-image cost-lag1 baseline on all four tasks (v1 was below it on
+# right-turn and navigation) and more arrivals for VL-SAFE on each (docs/every-task-drives.md).
+DEFAULT_MODEL = PACKAGED["drive-clip-v2"]
 
 
 def load_scorer(model: str | None, threads: int | None = None, **options) -> DriveClipScorer:
