@@ -68,8 +68,9 @@ def _grid(cfg: BenchmarkConfig) -> list[Cell]:
             cells.append(data)
         for frac in cfg.fractions if offline else ():
             fname = _fraction_name(frac)
+            label_model = cfg.labels.model or DEFAULT_MODEL.name
             sub = Cell("subset", f"subset/{tb}/{fname}", {"fraction": frac, "seed": cfg.data.subset_seed,
-                                                            "label_model": cfg.labels.model or DEFAULT_MODEL.name, "prompts": cfg.labels.prompts},
+                                                            "label_model": label_model, "prompts": cfg.labels.prompts},
                        [data])
             cells.append(sub)
             wm = None
