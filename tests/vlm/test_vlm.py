@@ -285,7 +285,9 @@ def test_label_survives_sigkill_and_rerun(model, scripted, tmp_path):
     straight = label_dataset(scripted, scorer, "paper-v1", **QUIET)
     assert resumed.key == straight.key
     a, b = load_labels(EpisodeStore(ds)), load_labels(scripted)
-    assert a.keys() == b.keys() and all(np.array_equal(a[s], b[s]) for s in a)
+    # equal up to float rounding: the killed run scored batches of 8 frames, this one of 256, and on
+    # an AVX-512 machine (2026-12-05) the batch size moves p(safe) in the last bits
+    assert a.keys() == b.keys() and all(np.allclose(a[s], b[s], rtol=0, atol=1e-6) for s in a)
     assert not list((ds / "labels").glob("*.partial")) and not list((ds / "labels").glob(".tmp-*"))
 
 
