@@ -38,8 +38,7 @@ def commands(kind: str, spec: dict[str, Any], folder: Path, inputs: list[Path], 
             cmd += ["--set", o]
         return [cmd]
     if kind == "subset":
-        label = ["label", out, "--threads", "1", "--prompts", spec["prompts"]]
-        label += ["--model", spec["label_model"]] if spec["label_model"] else []
+        label = ["label", out, "--threads", "1", "--prompts", spec["prompts"], "--model", spec["label_model"]]
         return [["data", "subset", src[0], "--fraction", f"{spec['fraction']:g}", "--seed", str(spec["seed"]),
                  "--out", out], label]
     if kind == "wm":

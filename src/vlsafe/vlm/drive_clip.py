@@ -467,7 +467,8 @@ it was trained on. v1: MetaDrive frames of the four tasks; v2: both simulators, 
 look-aheads in seconds, hard-negative concepts and paraphrase augmentation; v3: v2 with MiniLM's top
 two layers trained too."""
 # v2 since 2026-12-05: above the no-image cost-lag1 baseline on all four tasks (v1 was below it on
-# right-turn and navigation) and more arrivals for VL-SAFE on each (docs/every-task-drives.md).
+# right-turn and navigation); more arrivals on the development seeds, only on right-turn on the
+# reported ones, no crash rate changed significantly (docs/every-task-drives.md).
 DEFAULT_MODEL = PACKAGED["drive-clip-v2"]
 
 
