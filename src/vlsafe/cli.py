@@ -260,7 +260,10 @@ def _cmd_train_policy(args: argparse.Namespace) -> int:
     out = args.out or f"runs/policy/{wm.name}__{cfg.policy.method}__s{cfg.seed}"
     print(f"train-policy: {cfg.policy.method}, {cfg.steps} updates, world model {wm} -> {out} on {args.device}", flush=True)
     fit(wm, out, cfg, device=args.device)
-    print(f"wrote {out}")
+    from vlsafe.training.distributed import env_ranks
+
+    if env_ranks().main:  # under torchrun: rank 0 alone reports
+        print(f"wrote {out}")
     return 0
 
 

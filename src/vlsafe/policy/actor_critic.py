@@ -49,6 +49,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -192,6 +193,10 @@ def method_config(method: str, **fields) -> PolicyConfig:
     return PolicyConfig(method=method, **{**METHODS[method], **fields})
 
 
+def _one_rank(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 class Actor(nn.Module):
     """π(a | feat): categorical over 15 actions (with unimix) or a Gaussian over [-1, 1]^2.
 
@@ -262,6 +267,17 @@ class ImaginationLearner(nn.Module):
         # would be a host sync on a GPU; a loaded state dict resets the mirror
         self._count: int | None = None
         self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_count", None))
+        # under torchrun (`distribute`): the mean over the ranks of the batch statistics that move
+        # the learner's own state (advantage scales, λ), so that every replica holds the same one
+        self.ranks_mean: Callable[[torch.Tensor], torch.Tensor] = _one_rank
+        self.shards = 1
+
+    def distribute(self, ranks_mean: Callable[[torch.Tensor], torch.Tensor], world: int) -> None:
+        """Make this replica one of `world` data-parallel ones: each holds 1/world of the batch
+        (and of the critic's branch states), and the batch statistics are means over the ranks."""
+        if self.cfg.adv_norm == "shared":
+            raise ConfigError("policy.adv_norm=shared (percentiles of one batch) runs in one process, not under torchrun")
+        self.ranks_mean, self.shards = ranks_mean, world
 
     @property
     def count(self) -> int:
@@ -337,21 +353,42 @@ class ImaginationLearner(nn.Module):
 
     # -- one update ---------------------------------------------------------------------------------
     def update(self, world_model: WorldModel, batch: dict[str, torch.Tensor], nxt: dict[str, torch.Tensor],
-               optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor | float]:
+               optimizer: torch.optim.Optimizer, step=None) -> dict[str, torch.Tensor | float]:
         """`batch`: dataset states (deter, stoch) with `action`, `reward`, `cost`, `done`, `has_next`
         and the Monte-Carlo `return_reward`/`return_cost` (see `agent.start_states`); `nxt`: the
         posterior states that followed them (used where `has_next`).
 
-        Returns the metrics as 0-dim tensors (or floats), read out only when logged: the default
-        (AWR) update has no host sync. The imagined critics' path syncs (λ and its metrics)."""
+        `step` computes the losses (`losses`, or a DDP wrapper of it under torchrun: its forward is
+        where DDP learns which parameters this update used). Returns the metrics as 0-dim tensors
+        (or floats), read out only when logged: the default (AWR) update has no host sync. The
+        imagined critics' path syncs (λ and its metrics)."""
         cfg = self.cfg
-        actor_on = self.count >= cfg.bc_steps
         if self.count == cfg.bc_steps:  # the actor starts as the behaviour it re-weights
             self.actor.load_state_dict(self.behaviour.state_dict())
+        loss, row, imagined = (step or self.losses)(world_model, batch, nxt)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        gn_actor = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+        nn.utils.clip_grad_norm_(self.behaviour.parameters(), cfg.grad_clip)
+        gn_critic = nn.utils.clip_grad_norm_(self.critic_parameters(), cfg.grad_clip)
+        optimizer.step()
+        if imagined:
+            with torch.no_grad():
+                for ps, po in zip(self.slow_v.parameters(), self.v.parameters()):
+                    ps.lerp_(po, cfg.slow_critic)
+        self.updates += 1
+        self._count = self.count + 1
+        return {**row, "grad/actor": gn_actor, "grad/critic": gn_critic}
+
+    def losses(self, world_model: WorldModel, batch: dict[str, torch.Tensor],
+               nxt: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict, bool]:
+        """One update's summed loss (actor, π̂_b, critics), its metrics, and whether the imagined
+        critics were trained (their slow V then moves)."""
+        cfg = self.cfg
+        actor_on = self.count >= cfg.bc_steps
         N = batch["deter"].shape[0]
         with torch.no_grad():
             data_feat = world_model.feat(batch)
-
         # -- the imagined critics, p(s), λ and the exact target π* (only where the method reads them) --
         if cfg.imagined_critics:
             imagined = self._imagined(world_model, batch, nxt, data_feat, actor_on)
@@ -383,25 +420,13 @@ class ImaginationLearner(nn.Module):
             valid = batch["has_next"].float()
             actor_loss = actor_loss - (w_data * logp_data * valid).sum() / valid.sum().clamp(min=1.0)
 
-        optimizer.zero_grad(set_to_none=True)
-        (actor_loss + bc_loss + critic_loss).backward()
-        gn_actor = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
-        nn.utils.clip_grad_norm_(self.behaviour.parameters(), cfg.grad_clip)
-        gn_critic = nn.utils.clip_grad_norm_(self.critic_parameters(), cfg.grad_clip)
-        optimizer.step()
-        if imagined is not None:
-            with torch.no_grad():
-                for ps, po in zip(self.slow_v.parameters(), self.v.parameters()):
-                    ps.lerp_(po, cfg.slow_critic)
-        self.updates += 1
-        self._count = self.count + 1
         with torch.no_grad():
             ent = self.actor.dist(data_feat).entropy().mean()
             row = {"actor/p_safe": p.mean(), "actor/data_weight_mean": w_data.mean(), "actor/data_weight_min": w_data.min(),
                    "actor/entropy": ent, "actor/loss": actor_loss.detach(), "behaviour/loss": bc_loss.detach(),
-                   "lagrange/lambda": lam, "critic/loss": critic_loss.detach(), "grad/actor": gn_actor,
-                   "grad/critic": gn_critic}
-        return {**row, **(imagined["metrics"] if imagined is not None else {})}
+                   "lagrange/lambda": lam, "critic/loss": critic_loss.detach()}
+        row = {**row, **(imagined["metrics"] if imagined is not None else {})}
+        return actor_loss + bc_loss + critic_loss, row, imagined is not None
 
     def _imagined(self, world_model: WorldModel, batch: dict[str, torch.Tensor], nxt: dict[str, torch.Tensor],
                   data_feat: torch.Tensor, actor_on: bool) -> dict:
@@ -420,7 +445,7 @@ class ImaginationLearner(nn.Module):
             acts, log_b = self.candidates(feat, self.behaviour)
             # the critic's targets on a random subset of the states (imagining branches is most of
             # an update's cost); the actor uses Q on all of them
-            sel = torch.randperm(M, device=feat.device)[:cfg.branch_states]
+            sel = torch.randperm(M, device=feat.device)[:max(1, cfg.branch_states // self.shards)]
             target, heads = self._branch_targets(world_model, {k: v[sel] for k, v in states.items()}, acts[sel])
             if cfg.in_sample:  # the data's own transitions, real reward and cost, pin V
                 vn = self.slow_v(world_model.feat(nxt))
@@ -505,9 +530,9 @@ class ImaginationLearner(nn.Module):
             pi = self.actor.dist(feat).probs
         else:
             pi = prior.exp() / prior.exp().sum(1, keepdim=True)
-        cost_return = (pi * q[..., 1]).sum(1).mean() * self.scales[1]
+        cost_return = self.ranks_mean((pi * q[..., 1]).sum(1).mean() * self.scales[1])
         if cfg.adv_norm == "separate":
-            rms = (prior[..., None] * adv ** 2).sum(1).mean(0).sqrt()
+            rms = self.ranks_mean((prior[..., None] * adv ** 2).sum(1).mean(0)).sqrt()
             adv_r, adv_c = self._scaled(adv, rms, self.norm_reward, self.norm_cost)
         else:  # the earlier scaling: raw units, centred on the batch, divided by a return spread floored at 1
             raw = q[..., :2] * self.scales
@@ -524,7 +549,7 @@ class ImaginationLearner(nn.Module):
         behaviour's value V_b, each of reward and cost on its own scale (or the earlier shared one)."""
         cfg = self.cfg
         if cfg.adv_norm == "separate":
-            adv_r, adv_c = self._scaled(adv, (adv ** 2).mean(0).sqrt(), self.awr_reward, self.awr_cost)
+            adv_r, adv_c = self._scaled(adv, self.ranks_mean((adv ** 2).mean(0)).sqrt(), self.awr_reward, self.awr_cost)
         else:
             adv_r, adv_c = self._legacy_scaled(adv * self.scales, returns * self.scales,
                                                self.legacy_awr_reward, self.legacy_awr_cost)

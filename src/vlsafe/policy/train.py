@@ -39,6 +39,7 @@ from vlsafe.training.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
+from vlsafe.training.distributed import LossModule, NullLog, Ranks, ranks
 from vlsafe.training.precision import autocast, resolve_precision
 from vlsafe.worldmodel.rssm import WorldModel, WorldModelConfig
 from vlsafe.worldmodel.train import load_world_model, run_label_choice, training_labels
@@ -120,6 +121,43 @@ def _data_disagreement(world: WorldModel, learner: ImaginationLearner, data: dic
     return max(float(u.mean()), 1e-8)
 
 
+def _resume(out: Path, ident: dict, policy: Policy, opt, device: str, seed: int, rk: Ranks,
+            log: Callable[[str], None]) -> tuple[int, np.random.Generator]:
+    """The step to start at and the start-state sampler: one process resumes its own stream
+    exactly; under torchrun, or from a checkpoint other ranks wrote, each rank is reseeded at it."""
+    rng = np.random.default_rng(seed)
+    step, written_by = 0, 1
+    meta = resume_checkpoint(out, ident, policy, opt, device, inputs="world model", upgrade=_upgrade_identity)
+    if meta is not None:
+        policy.learner.load_extra_state(meta["learner"])
+        step, written_by = int(meta["step"]), int(meta.get("world_size", 1))
+        if written_by == 1 and not rk.distributed:
+            rng.bit_generator.state = meta["start_rng"]
+        log(f"resuming {out} from step {step}" + (f" ({written_by} rank(s) wrote it, {rk.world} now)"
+                                                 if rk.world != written_by else ""))
+    if rk.distributed or written_by != 1:
+        rng = np.random.default_rng([seed, rk.rank, step])
+    return step, rng
+
+
+def _stop_unless_finite(row: dict, rk: Ranks, out: Path, step: int, metrics_log, device: str) -> None:
+    """The update's one host sync: stop before a checkpoint could hold what this update did (every
+    rank together, or none)."""
+    losses = {k: v for k, v in row.items() if k.endswith("loss")}
+    finite = torch.isfinite(torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device)
+                                         for v in losses.values()])).all().float()
+    if rk.distributed:
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    if bool(finite):
+        return
+    values = {k: float(v) for k, v in losses.items()}
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    metrics_log.close()
+    kept = (f"the last checkpoint (step {read_checkpoint_meta(out)['step']}) is kept"
+            if (out / "checkpoint.safetensors").exists() else "no checkpoint was written")
+    raise NonFiniteError(f"{out}: {bad[0]} is {values[bad[0]]} at update {step}; stopped, {kept}")
+
+
 def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, device: str = "cpu",
         log: Callable[[str], None] = print) -> Policy:
     wm_run, out = Path(world_model_run), Path(out)
@@ -137,6 +175,10 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     if cfg.policy.uncertainty > 0 and not wm.config.ensemble:
         raise ConfigError(f"{wm_run}: policy.uncertainty > 0 needs a world model with an ensemble "
                           f"(train-wm --set model.ensemble=5); this one has none")
+    rk = ranks(device)
+    if cfg.starts % rk.world:
+        raise ConfigError(f"train-policy: starts {cfg.starts} (the global batch) must divide by the {rk.world} ranks")
+    log = log if rk.main else (lambda _: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ident = {"policy": to_dict(cfg.policy), "world_model": {**wm_meta["identity"], "step": wm_meta["step"]},
@@ -146,19 +188,14 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     policy.world_model.load_state_dict(wm.state_dict())
     learner, world = policy.learner, policy.world_model.eval()
     opt = learner.make_optimizer()
-    rng = np.random.default_rng(cfg.seed)
-    step = 0
-    meta = resume_checkpoint(out, ident, policy, opt, device, inputs="world model", upgrade=_upgrade_identity)
-    if meta is not None:
-        learner.load_extra_state(meta["learner"])
-        rng.bit_generator.state = meta["start_rng"]
-        step = int(meta["step"])
-        log(f"resuming {out} from step {step}")
-    out.mkdir(parents=True, exist_ok=True)
+    step, rng = _resume(out, ident, policy, opt, device, cfg.seed, rk, log)
     held = set(wm_conf["held_out_seeds"])
     seeds = [int(e["seed"]) for e in store.entries() if int(e["seed"]) not in held]
-    (out / "config.json").write_text(json.dumps({"train": to_dict(cfg), "world_model_run": str(wm_run), "task": task,
-                                                 "data": str(store.root), "identity": ident}, indent=1))
+    if rk.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({"train": to_dict(cfg), "world_model_run": str(wm_run), "task": task,
+                                                     "data": str(store.root), "identity": ident,
+                                                     "ranks": rk.world, "global_batch": cfg.starts}, indent=1))
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # the same posterior samples in a fresh and a resumed run
         torch.manual_seed(cfg.seed)
@@ -177,31 +214,31 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     log(f"  {M} start states from {len(seeds)} training episodes in {time.perf_counter() - t0:.0f}s; "
         f"return scales: reward {scale_r:.1f}, cost {scale_c:.3f}")
     keys = ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "return_reward", "return_cost")
-    metrics_log = MetricsLog(out)
+    metrics_log = MetricsLog(out) if rk.main else NullLog()
+    step_fn = None
+    if rk.distributed:  # DDP averages the gradients; the learner's batch statistics are ranks' means
+        learner.distribute(rk.all_mean, rk.world)
+        step_fn = torch.nn.parallel.DistributedDataParallel(LossModule(learner, "losses"), find_unused_parameters=True)
+        # the imagined rollouts' samples differ between ranks (the weights and start states do not)
+        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, rk.rank, step]).generate_state(1)[0]))
     # the learner's MLPs are small: bf16 pays on a GPU only ("auto"), fp32 elsewhere unless asked
     precision = resolve_precision(cfg.precision, None, device)
     env = None
     t0, step0 = time.perf_counter(), step
     while step < cfg.steps:
-        idx = torch.as_tensor(rng.integers(0, M, cfg.starts), device=device)
+        idx = torch.as_tensor(rng.integers(0, M, cfg.starts // rk.world), device=device)
         nxt = data["next"][idx]
         with autocast(precision, device):
             row = learner.update(world, {k: data[k][idx] for k in keys},
-                                 {"deter": data["deter"][nxt], "stoch": data["stoch"][nxt]}, opt)
+                                 {"deter": data["deter"][nxt], "stoch": data["stoch"][nxt]}, opt, step_fn)
         step += 1
-        losses = {k: v for k, v in row.items() if k.endswith("loss")}
-        # the update's one host sync: stop before a checkpoint could hold what this update did
-        if not bool(torch.isfinite(torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device)
-                                                for v in losses.values()])).all()):
-            row = {k: float(v) for k, v in losses.items()}
-            bad = [k for k, v in row.items() if not math.isfinite(v)]
-            metrics_log.close()
-            kept = (f"the last checkpoint (step {read_checkpoint_meta(out)['step']}) is kept"
-                    if (out / "checkpoint.safetensors").exists() else "no checkpoint was written")
-            raise NonFiniteError(f"{out}: {bad[0]} is {row[bad[0]]} at update {step}; stopped, {kept}")
-        evaluate = bool(cfg.eval_every) and (step % cfg.eval_every == 0 or step == cfg.steps)
+        _stop_unless_finite(row, rk, out, step, metrics_log, device)
+        evaluate = rk.main and bool(cfg.eval_every) and (step % cfg.eval_every == 0 or step == cfg.steps)
         if evaluate or step % cfg.log_every == 0 or step == cfg.steps:
-            row = {k: float(v) for k, v in row.items()}  # tensors are read out only when written
+            # tensors are read out only when written; under torchrun as the ranks' mean (the global batch's)
+            means = rk.all_mean(torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device).reshape(())
+                                             for v in row.values()]))
+            row = dict(zip(row, means.tolist()))
             if evaluate:
                 env = env or make_env(task)
                 agent = DrivingAgent(policy.world_model, learner.actor, device=device)
@@ -219,9 +256,15 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
                 f"data weight {row['actor/data_weight_mean']:.2f} {rate:.1f} steps/s, "
                 f"ETA {(cfg.steps - step) / max(rate, 1e-9):.0f}s")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            rk.check_replicas(learner, str(out))
+        if rk.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             save_checkpoint(out, policy, opt, {"step": step, "identity": ident, "learner": learner.extra_state(),
-                                               "start_rng": rng.bit_generator.state})
+                                               "start_rng": rng.bit_generator.state, "world_size": rk.world,
+                                               "global_batch": cfg.starts})
     metrics_log.close()
     if env is not None:
         env.close()
+    if rk.distributed:
+        torch.distributed.barrier()  # rank 0's last checkpoint is on disk before any rank returns
+        rk.close()
     return policy.eval()

@@ -40,6 +40,24 @@ class Ranks:
         torch.distributed.all_reduce(y)
         return y / self.world
 
+    def check_replicas(self, module: torch.nn.Module, what: str) -> None:
+        """DDP keeps replicas bitwise equal only if every rank applies the same update; state a
+        model moves outside its gradients (batch statistics, multipliers) could split them
+        silently. A fingerprint of the weights, compared over the ranks, stops that run."""
+        if not self.distributed:
+            return
+        with torch.no_grad():
+            params = list(module.parameters())  # NCCL reduces tensors on the GPU: the fingerprint stays there
+            zero = torch.zeros((), dtype=torch.float64, device=params[0].device if params else "cpu")
+            fp = torch.stack([sum((p.double().abs().sum() for p in params), zero),
+                              sum((b.double().abs().sum() for b in module.buffers() if b.is_floating_point()), zero)])
+        low, high = fp.clone(), fp.clone()
+        torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+        torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+        if not torch.equal(low, high):
+            raise RuntimeError(f"{what}: the {self.world} ranks' replicas differ (weight fingerprints "
+                               f"{low.tolist()} to {high.tolist()}); stopped before writing a checkpoint")
+
     def close(self) -> None:
         if self.distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -62,15 +80,16 @@ def ranks(device: str) -> Ranks:
 
 
 class LossModule(torch.nn.Module):
-    """DDP synchronises gradients through `forward`; the world model's training entry point is
-    `loss(batch)`, so this module's forward is that call."""
+    """DDP synchronises gradients through `forward`; the models' training entry points are methods
+    (the world model's `loss(batch)`, the policy learner's `losses(world, batch, next)`), so this
+    module's forward is that call."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, method: str = "loss"):
         super().__init__()
-        self.model = model
+        self.model, self.method = model, method
 
-    def forward(self, batch):
-        return self.model.loss(batch)
+    def forward(self, *args):
+        return getattr(self.model, self.method)(*args)
 
 
 class NullLog:
