@@ -24,6 +24,7 @@ from vlsafe.data.subset import subset_seeds
     ("tasks=four_lane", "tasks: unknown 'four_lane'"),
     ("device=gpu", "device: expected cpu, cuda or cuda:N"),
     ("gpus_per_cell=0", "gpus_per_cell: expected a number in (0, 8]"),
+    ("data.mixture=expert:0.75,nosy:0.25", "mixture: unknown behaviour 'nosy'"),
 ])
 def test_bad_config_is_refused_in_one_line(override, words):
     with pytest.raises(ConfigError, match=None) as err:
@@ -47,6 +48,18 @@ def test_keys_follow_the_config():
     # a policy setting changes the policies and their evaluations, never the data or the world models
     assert changed and all(n.startswith(("policy/", "eval/")) for n in changed)
     assert not any(n.startswith("policy/") and "d3rlpy" in n for n in changed)
+
+
+def test_a_data_mixture_is_a_new_dataset_and_the_default_keeps_the_keys():
+    from vlsafe.benchmark.cells import commands
+
+    base = expand(resolve_benchmark("smoke"))
+    mixed = expand(resolve_benchmark("smoke", ["data.mixture=expert:0.75,noisy:0.25"]))
+    assert all("mixture" not in c.spec for c in base)  # the keys (caches) of the grids before the field
+    assert all(x.key != y.key for x, y in zip(base, mixed))  # everything downstream of the data is new
+    data = next(c for c in mixed if c.kind == "data")
+    argv = commands(data.kind, data.spec, Path("/x"), [])[0]
+    assert argv[argv.index("--mixture") + 1] == "expert:0.75,noisy:0.25"
 
 
 def test_training_cells_declare_a_gpu_with_device_cuda_and_keep_their_keys():

@@ -34,6 +34,7 @@ def commands(kind: str, spec: dict[str, Any], folder: Path, inputs: list[Path], 
         cmd = ["collect", "--task", spec["task"], "--backend", spec["backend"], "--preset", spec["preset"],
                "--seed-start", str(spec["seed_start"]), "--workers", str(spec["workers"]), "--out", out]
         cmd += ["--episodes", str(spec["episodes"])] if spec["episodes"] else []
+        cmd += ["--mixture", spec["mixture"]] if spec.get("mixture") else []
         for o in spec["task_overrides"]:
             cmd += ["--set", o]
         return [cmd]

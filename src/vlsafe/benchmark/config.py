@@ -42,6 +42,7 @@ class DataStage:
     seed_start: int = 0
     workers: int = 1  # collect's own processes inside the cell
     task_overrides: tuple[str, ...] = ()  # TaskConfig overrides of the recorded task, e.g. max_steps=80
+    mixture: str = ""  # behaviour mixture of the recorded episodes, e.g. expert:0.75,noisy:0.25; empty = collect's default
     subset_seed: int = 0  # the permutation that draws the nested trajectory subsets
 
 
@@ -131,6 +132,10 @@ class BenchmarkConfig:
             if value < 0:
                 raise ConfigError(f"{name}: expected >= 0, got {value}")
         self._check_placement()
+        if self.data.mixture:
+            from vlsafe.experts.behaviours import parse_mixture
+
+            parse_mixture(self.data.mixture)  # a misspelt behaviour is refused before any cell runs
         if self.data.workers < 1:
             raise ConfigError(f"data.workers: expected >= 1, got {self.data.workers}")
 

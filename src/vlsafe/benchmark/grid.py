@@ -60,9 +60,11 @@ def _grid(cfg: BenchmarkConfig) -> list[Cell]:
     cells: list[Cell] = []
     for task in cfg.tasks:
         tb = f"{task}@{cfg.backend}"
-        data = Cell("data", f"data/{tb}", {"task": task, "backend": cfg.backend, "preset": cfg.data.preset,
-                                           "episodes": cfg.data.episodes, "seed_start": cfg.data.seed_start,
-                                           "workers": cfg.data.workers, "task_overrides": list(cfg.data.task_overrides)})
+        spec = {"task": task, "backend": cfg.backend, "preset": cfg.data.preset, "episodes": cfg.data.episodes,
+                "seed_start": cfg.data.seed_start, "workers": cfg.data.workers,
+                "task_overrides": list(cfg.data.task_overrides)}
+        # named only when set: the default mixture keeps the keys (and caches) of the cells before the field
+        data = Cell("data", f"data/{tb}", {**spec, "mixture": cfg.data.mixture} if cfg.data.mixture else spec)
         offline = [m for m in cfg.methods if m not in ONLINE_LIBRARY]
         if offline:
             cells.append(data)
