@@ -353,9 +353,16 @@ def _videos(page: _Page, data: dict, tasks: list[str]) -> None:
         page.p("No rollout videos on disk (the eval cells' folders are not beside these results).")
 
 
+def _times(data: dict) -> str:
+    """The run that wrote the results (a rerun over a finished cache takes seconds) and the
+    compute behind its numbers: the cells' own times, each cell one process."""
+    cells = data["cells"]
+    return (f"{_fmt(data['wall_s'] / 60, 3)} min of wall-clock in the run that wrote these results; the {len(cells)} "
+            f"cells behind them took {_fmt(sum(c['wall_s'] for c in cells) / 60, 3)} min, summed over cells")
+
+
 def _provenance(page: _Page, data: dict) -> None:
-    page.p("Produced by <code>" + html.escape(data["command"]) + "</code> in " + _fmt(data["wall_s"] / 60, 3) +
-           " min of wall-clock time (this run; cached cells count their own time below). Versions: " +
+    page.p("Produced by <code>" + html.escape(data["command"]) + "</code>: " + html.escape(_times(data)) + ". Versions: " +
            ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in data["versions"].items()) + ".")
     body = [[html.escape(c["name"]), f"{c['wall_s']:.0f}", "<br>".join(f"<code>{html.escape(x)}</code>" for x in c["commands"]),
              html.escape(c.get("code_version", ""))] for c in data["cells"]]
@@ -433,8 +440,7 @@ def _ci(r: dict, m: str) -> str:
 def markdown_tables(data: dict, tasks: list[str], methods: list[str]) -> str:
     """The report's tables as Markdown, for docs/ (generated from the results, never typed)."""
     cfg, frac = data["config"], _main_fraction(data)
-    lines = [f"Produced by `{data['command']}` ({_fmt(data['wall_s'] / 60, 3)} min of wall-clock time in the run that "
-             f"wrote these results); versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".", ""]
+    lines = [f"Produced by `{data['command']}` ({_times(data)}); versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".", ""]
     lines += [f"## Table I: every task, {frac * 100:g}% of the data, default condition, greedy actor",
               "", "Mean [95% bootstrap interval] over " f"{len(cfg['seeds'])} training seed(s) x {cfg['eval']['episodes']} "
               "held-out episodes.", "",
