@@ -132,12 +132,15 @@ class BenchmarkConfig:
             if value < 0:
                 raise ConfigError(f"{name}: expected >= 0, got {value}")
         self._check_placement()
+        self._check_data()
+
+    def _check_data(self) -> None:
+        if self.data.workers < 1:
+            raise ConfigError(f"data.workers: expected >= 1, got {self.data.workers}")
         if self.data.mixture:
             from vlsafe.experts.behaviours import parse_mixture
 
             parse_mixture(self.data.mixture)  # a misspelt behaviour is refused before any cell runs
-        if self.data.workers < 1:
-            raise ConfigError(f"data.workers: expected >= 1, got {self.data.workers}")
 
     def _check_placement(self) -> None:
         if self.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", self.device):

@@ -440,7 +440,8 @@ def _ci(r: dict, m: str) -> str:
 def markdown_tables(data: dict, tasks: list[str], methods: list[str]) -> str:
     """The report's tables as Markdown, for docs/ (generated from the results, never typed)."""
     cfg, frac = data["config"], _main_fraction(data)
-    lines = [f"Produced by `{data['command']}` ({_times(data)}); versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".", ""]
+    versions = ", ".join(f"{k} {v}" for k, v in data["versions"].items())
+    lines = [f"Produced by `{data['command']}` ({_times(data)}); versions: {versions}.", ""]
     lines += [f"## Table I: every task, {frac * 100:g}% of the data, default condition, greedy actor",
               "", "Mean [95% bootstrap interval] over " f"{len(cfg['seeds'])} training seed(s) x {cfg['eval']['episodes']} "
               "held-out episodes.", "",
