@@ -353,19 +353,19 @@ class ImaginationLearner(nn.Module):
 
     # -- one update ---------------------------------------------------------------------------------
     def update(self, world_model: WorldModel, batch: dict[str, torch.Tensor], nxt: dict[str, torch.Tensor],
-               optimizer: torch.optim.Optimizer, step=None) -> dict[str, torch.Tensor | float]:
+               optimizer: torch.optim.Optimizer, loss_fn=None) -> dict[str, torch.Tensor | float]:
         """`batch`: dataset states (deter, stoch) with `action`, `reward`, `cost`, `done`, `has_next`
         and the Monte-Carlo `return_reward`/`return_cost` (see `agent.start_states`); `nxt`: the
         posterior states that followed them (used where `has_next`).
 
-        `step` computes the losses (`losses`, or a DDP wrapper of it under torchrun: its forward is
+        `loss_fn` computes the losses (`losses`, or a DDP wrapper of it under torchrun: its forward is
         where DDP learns which parameters this update used). Returns the metrics as 0-dim tensors
         (or floats), read out only when logged: the default (AWR) update has no host sync. The
         imagined critics' path syncs (λ and its metrics)."""
         cfg = self.cfg
         if self.count == cfg.bc_steps:  # the actor starts as the behaviour it re-weights
             self.actor.load_state_dict(self.behaviour.state_dict())
-        loss, row, imagined = (step or self.losses)(world_model, batch, nxt)
+        loss, row, imagined = (loss_fn or self.losses)(world_model, batch, nxt)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         gn_actor = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)

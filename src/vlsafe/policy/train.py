@@ -144,11 +144,8 @@ def _stop_unless_finite(row: dict, rk: Ranks, out: Path, step: int, metrics_log,
     """The update's one host sync: stop before a checkpoint could hold what this update did (every
     rank together, or none)."""
     losses = {k: v for k, v in row.items() if k.endswith("loss")}
-    finite = torch.isfinite(torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device)
-                                         for v in losses.values()])).all().float()
-    if rk.distributed:
-        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-    if bool(finite):
+    if rk.all_true(torch.isfinite(torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device)
+                                               for v in losses.values()])).all()):
         return
     values = {k: float(v) for k, v in losses.items()}
     bad = [k for k, v in values.items() if not math.isfinite(v)]
@@ -215,10 +212,10 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
         f"return scales: reward {scale_r:.1f}, cost {scale_c:.3f}")
     keys = ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "return_reward", "return_cost")
     metrics_log = MetricsLog(out) if rk.main else NullLog()
-    step_fn = None
+    loss_fn = None
     if rk.distributed:  # DDP averages the gradients; the learner's batch statistics are ranks' means
         learner.distribute(rk.all_mean, rk.world)
-        step_fn = torch.nn.parallel.DistributedDataParallel(LossModule(learner, "losses"), find_unused_parameters=True)
+        loss_fn = torch.nn.parallel.DistributedDataParallel(LossModule(learner, "losses"), find_unused_parameters=True)
         # the imagined rollouts' samples differ between ranks (the weights and start states do not)
         torch.manual_seed(int(np.random.SeedSequence([cfg.seed, rk.rank, step]).generate_state(1)[0]))
     # the learner's MLPs are small: bf16 pays on a GPU only ("auto"), fp32 elsewhere unless asked
@@ -230,7 +227,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
         nxt = data["next"][idx]
         with autocast(precision, device):
             row = learner.update(world, {k: data[k][idx] for k in keys},
-                                 {"deter": data["deter"][nxt], "stoch": data["stoch"][nxt]}, opt, step_fn)
+                                 {"deter": data["deter"][nxt], "stoch": data["stoch"][nxt]}, opt, loss_fn)
         step += 1
         _stop_unless_finite(row, rk, out, step, metrics_log, device)
         evaluate = rk.main and bool(cfg.eval_every) and (step % cfg.eval_every == 0 or step == cfg.steps)
@@ -257,10 +254,10 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
                 f"ETA {(cfg.steps - step) / max(rate, 1e-9):.0f}s")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             rk.check_replicas(learner, str(out))
-        if rk.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            save_checkpoint(out, policy, opt, {"step": step, "identity": ident, "learner": learner.extra_state(),
-                                               "start_rng": rng.bit_generator.state, "world_size": rk.world,
-                                               "global_batch": cfg.starts})
+            if rk.main:
+                save_checkpoint(out, policy, opt, {"step": step, "identity": ident, "learner": learner.extra_state(),
+                                                   "start_rng": rng.bit_generator.state, "world_size": rk.world,
+                                                   "global_batch": cfg.starts})
     metrics_log.close()
     if env is not None:
         env.close()

@@ -40,6 +40,15 @@ class Ranks:
         torch.distributed.all_reduce(y)
         return y / self.world
 
+    def all_true(self, flag: torch.Tensor) -> bool:
+        """Whether a 0-dim boolean holds on every rank: all ranks take the same branch (stop
+        together, or none does)."""
+        if not self.distributed:
+            return bool(flag)
+        y = flag.detach().float().clone()
+        torch.distributed.all_reduce(y, op=torch.distributed.ReduceOp.MIN)
+        return bool(y)
+
     def check_replicas(self, module: torch.nn.Module, what: str) -> None:
         """DDP keeps replicas bitwise equal only if every rank applies the same update; state a
         model moves outside its gradients (batch statistics, multipliers) could split them

@@ -265,10 +265,7 @@ def fit(data: str | Path, out: str | Path, cfg: TrainWMConfig, device: str = "cp
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         # the step's one host sync: stop before the optimizer writes NaN into the weights
-        finite = (torch.isfinite(loss) & torch.isfinite(grad_norm)).float()
-        if rk.distributed:  # every rank stops together, or none does
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if not bool(finite):
+        if not rk.all_true(torch.isfinite(loss) & torch.isfinite(grad_norm)):
             metrics_log.close()
             sampler.close()
             raise NonFiniteError(f"{out}: loss {loss.item()} / gradient norm {grad_norm.item()} at step {step + 1}; "
