@@ -412,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--preset", default="tiny", help="dataset size: tiny (tests/demo), small (~50k steps), full (~500k)")
     c.add_argument("--steps", type=int, help="collect until this many steps (overrides the preset)")
     c.add_argument("--episodes", type=int, help="collect exactly this many episodes (overrides the preset)")
-    c.add_argument("--mixture", help="behaviour:weight,... (default: CollectConfig.mixture, expert:0.5,noisy:0.25,reckless:0.25)")
+    c.add_argument("--mixture", help="behaviour:weight,... (default: the task's own: expert:0.75,noisy:0.25 on "
+                   "left-turn@metadrive, expert:0.5,noisy:0.25,reckless:0.25 elsewhere)")
     c.add_argument("--seed-start", type=int, default=0)
     c.add_argument("--workers", type=int, default=1)
     c.add_argument("--bev-size", type=int, default=64)

@@ -62,6 +62,28 @@ def test_a_data_mixture_is_a_new_dataset_and_the_default_keeps_the_keys():
     assert argv[argv.index("--mixture") + 1] == "expert:0.75,noisy:0.25"
 
 
+def test_left_turn_records_its_own_mixture_by_default_and_the_global_one_when_asked():
+    """MetaDrive's left-turn defaults to the reckless-free mixture: its default data cell is the
+    cell of an explicit `data.mixture=expert:0.75,noisy:0.25` (one cache), and asking for the global
+    default there still records the global default (the argv names it, not collect's per-task one)."""
+    from vlsafe.benchmark.cells import commands
+    from vlsafe.data.collect import CollectConfig, with_preset
+    from vlsafe.experts.behaviours import DEFAULT_MIXTURE
+
+    def data_cell(*over):
+        return next(c for c in expand(resolve_benchmark("smoke", ["tasks=left-turn", *over])) if c.kind == "data")
+
+    own, explicit, glob = data_cell(), data_cell("data.mixture=expert:0.75,noisy:0.25"), \
+        data_cell(f"data.mixture={DEFAULT_MIXTURE}")
+    assert own.key == explicit.key != glob.key
+    assert "mixture" not in glob.spec  # the key left-turn's data had before the per-task default
+    argv = commands(glob.kind, glob.spec, Path("/x"), [])[0]
+    assert argv[argv.index("--mixture") + 1] == DEFAULT_MIXTURE
+    assert with_preset("tiny", task="left-turn").behaviour_mixture == "expert:0.75,noisy:0.25"
+    assert with_preset("tiny", task="left-turn", backend="highway").behaviour_mixture == DEFAULT_MIXTURE
+    assert CollectConfig(task="right-turn").behaviour_mixture == DEFAULT_MIXTURE
+
+
 def test_training_cells_declare_a_gpu_with_device_cuda_and_keep_their_keys():
     """Where a cell runs is not what it computes: device and resources leave the keys (the cache)
     alone; with cuda only the world model and the in-house policies ask for a GPU."""

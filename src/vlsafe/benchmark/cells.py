@@ -34,7 +34,10 @@ def commands(kind: str, spec: dict[str, Any], folder: Path, inputs: list[Path], 
         cmd = ["collect", "--task", spec["task"], "--backend", spec["backend"], "--preset", spec["preset"],
                "--seed-start", str(spec["seed_start"]), "--workers", str(spec["workers"]), "--out", out]
         cmd += ["--episodes", str(spec["episodes"])] if spec["episodes"] else []
-        cmd += ["--mixture", spec["mixture"]] if spec.get("mixture") else []
+        from vlsafe.experts.behaviours import DEFAULT_MIXTURE
+
+        # always named: a cell keyed on the global default must not get a task's own default
+        cmd += ["--mixture", spec.get("mixture", DEFAULT_MIXTURE)]
         for o in spec["task_overrides"]:
             cmd += ["--set", o]
         return [cmd]

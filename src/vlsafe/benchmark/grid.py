@@ -55,6 +55,7 @@ def expand(cfg: BenchmarkConfig) -> list[Cell]:
 
 
 def _grid(cfg: BenchmarkConfig) -> list[Cell]:
+    from vlsafe.experts.behaviours import DEFAULT_MIXTURE, default_mixture, parse_mixture
     from vlsafe.vlm.drive_clip import DEFAULT_MODEL  # the default labeller by name, so a new default is a new cell
 
     cells: list[Cell] = []
@@ -63,8 +64,11 @@ def _grid(cfg: BenchmarkConfig) -> list[Cell]:
         spec = {"task": task, "backend": cfg.backend, "preset": cfg.data.preset, "episodes": cfg.data.episodes,
                 "seed_start": cfg.data.seed_start, "workers": cfg.data.workers,
                 "task_overrides": list(cfg.data.task_overrides)}
-        # named only when set: the default mixture keeps the keys (and caches) of the cells before the field
-        data = Cell("data", f"data/{tb}", {**spec, "mixture": cfg.data.mixture} if cfg.data.mixture else spec)
+        # named only when it is not the global default: those cells keep the keys (and caches) they had
+        # before the field; a task whose default is another mixture (left-turn) gets it named
+        mixture = cfg.data.mixture or default_mixture(task, cfg.backend)
+        named = parse_mixture(mixture) != parse_mixture(DEFAULT_MIXTURE)
+        data = Cell("data", f"data/{tb}", {**spec, "mixture": mixture} if named else spec)
         offline = [m for m in cfg.methods if m not in ONLINE_LIBRARY]
         if offline:
             cells.append(data)

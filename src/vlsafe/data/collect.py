@@ -24,7 +24,7 @@ from typing import Any, Callable
 from vlsafe.config import ConfigError, to_dict
 from vlsafe.data.episode import EpisodeRecorder
 from vlsafe.data.store import DatasetMismatchError, EpisodeStore
-from vlsafe.experts.behaviours import make_driver, parse_mixture, pick_behaviour
+from vlsafe.experts.behaviours import default_mixture, make_driver, parse_mixture, pick_behaviour
 from vlsafe.runlog import dumps
 
 __all__ = ["CollectConfig", "PRESETS", "collect"]
@@ -43,9 +43,9 @@ class CollectConfig:
     backend: str = "metadrive"
     steps: int = 0  # collect until this many steps (0: use `episodes`)
     episodes: int = 0
-    # a quarter reckless: enough crashes that unsafe frames are ~1% (four-lane) to ~2.5% (left-turn)
-    # of the steps with steps_after_crash=30; with expert:0.6,noisy:0.3,reckless:0.1 and 0 they were 0.04%
-    mixture: str = "expert:0.5,noisy:0.25,reckless:0.25"
+    # behaviour:weight,...; empty: the task's own (experts.behaviours.default_mixture: reckless-free on
+    # MetaDrive's left-turn, expert:0.5,noisy:0.25,reckless:0.25 elsewhere)
+    mixture: str = ""
     seed_start: int = 0
     workers: int = 1
     bev_size: int = 64
@@ -63,7 +63,12 @@ class CollectConfig:
             raise ConfigError(f"collect: max_steps must be >= 0 (0: the task's own), got {self.max_steps}")
         if self.workers < 1:
             raise ConfigError(f"collect: workers must be >= 1, got {self.workers}")
-        parse_mixture(self.mixture)
+        parse_mixture(self.behaviour_mixture)
+
+    @property
+    def behaviour_mixture(self) -> str:
+        """The mixture recorded: the one given, else the task's default."""
+        return self.mixture or default_mixture(self.task, self.backend)
 
     def task_config(self):
         from vlsafe.envs.tasks import task_config
@@ -174,6 +179,8 @@ def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = pr
 
     check_cluster(cluster, address)
     cfg.validate()
+    # resolved before the identity: a dataset records the mixture it holds, whoever chose it
+    cfg = dataclasses.replace(cfg, mixture=cfg.behaviour_mixture)
     task_cfg = cfg.task_config()
     if task_cfg.observation.bev.size != cfg.bev_size:  # `--set observation.bev.size=N` wins: record what is drawn
         cfg = dataclasses.replace(cfg, bev_size=task_cfg.observation.bev.size)

@@ -18,8 +18,8 @@ from vlsafe.envs.safety import TTC_MAX, safety_signals
 from vlsafe.envs.scene import Scene
 from vlsafe.experts.route_follower import RouteFollower, RouteFollowerConfig, route_curvature, to_action
 
-__all__ = ["BEHAVIOURS", "parse_mixture", "make_driver", "pick_behaviour", "ExpertDriver", "NoisyDriver",
-           "RecklessDriver"]
+__all__ = ["BEHAVIOURS", "DEFAULT_MIXTURE", "TASK_MIXTURES", "default_mixture", "parse_mixture", "make_driver",
+           "pick_behaviour", "ExpertDriver", "NoisyDriver", "RecklessDriver"]
 
 
 # Per-simulator settings of the expert (see ExpertDriver._tune_for).
@@ -200,6 +200,20 @@ class RecklessDriver(ExpertDriver):
 
 
 BEHAVIOURS = {"expert": ExpertDriver, "noisy": NoisyDriver, "reckless": RecklessDriver}
+
+# A quarter reckless: enough crashes that unsafe frames are ~1% (four-lane) to ~2.5% (left-turn) of
+# the steps with steps_after_crash=30; with expert:0.6,noisy:0.3,reckless:0.1 and 0 they were 0.04%.
+DEFAULT_MIXTURE = "expert:0.5,noisy:0.25,reckless:0.25"
+# Per (task, backend) where a measurement chose another (docs/every-task-drives.md, "The behaviour
+# mixture"): on MetaDrive's left-turn the learners copied the reckless driver off the road (VL-SAFE
+# AR 0.37 -> 0.77 without it, development seeds); on right-turn the same change made them leave it,
+# so the default stays there and everywhere else.
+TASK_MIXTURES: dict[tuple[str, str], str] = {("left-turn", "metadrive"): "expert:0.75,noisy:0.25"}
+
+
+def default_mixture(task: str, backend: str) -> str:
+    """The behaviour mixture a dataset of `task` (NAME or NAME:VARIANT) on `backend` records by default."""
+    return TASK_MIXTURES.get((task.split(":", 1)[0], backend), DEFAULT_MIXTURE)
 
 
 def parse_mixture(text: str) -> dict[str, float]:
