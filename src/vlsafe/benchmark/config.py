@@ -42,7 +42,9 @@ class DataStage:
     seed_start: int = 0
     workers: int = 1  # collect's own processes inside the cell
     task_overrides: tuple[str, ...] = ()  # TaskConfig overrides of the recorded task, e.g. max_steps=80
-    mixture: str = ""  # behaviour mixture of the recorded episodes, e.g. expert:0.75,noisy:0.25; empty = the task's own (experts.behaviours.default_mixture)
+    # behaviour mixture of the recorded episodes, e.g. expert:0.75,noisy:0.25; empty: the task's own
+    # (experts.behaviours.default_mixture)
+    mixture: str = ""
     subset_seed: int = 0  # the permutation that draws the nested trajectory subsets
 
 
