@@ -357,8 +357,9 @@ def _times(data: dict) -> str:
     """The run that wrote the results (a rerun over a finished cache takes seconds) and the
     compute behind its numbers: the cells' own times, each cell one process."""
     cells = data["cells"]
-    return (f"{_fmt(data['wall_s'] / 60, 3)} min of wall-clock in the run that wrote these results; the {len(cells)} "
-            f"cells behind them took {_fmt(sum(c['wall_s'] for c in cells) / 60, 3)} min, summed over cells")
+    run = (f"{_fmt(data['wall_s'] / 60, 3)} min of wall-clock in the run that wrote these results" if data["wall_s"] >= 60
+           else f"{data['wall_s']:.0f} s in the run that wrote these results, from cells cached before it")
+    return f"{run}; the {len(cells)} cells behind them took {_fmt(sum(c['wall_s'] for c in cells) / 60, 3)} min, summed over cells"
 
 
 def _provenance(page: _Page, data: dict) -> None:
