@@ -359,7 +359,8 @@ def _times(data: dict) -> str:
     cells = data["cells"]
     run = (f"{_fmt(data['wall_s'] / 60, 3)} min of wall-clock in the run that wrote these results" if data["wall_s"] >= 60
            else f"{data['wall_s']:.0f} s in the run that wrote these results, from cells cached before it")
-    return f"{run}; the {len(cells)} cells behind them took {_fmt(sum(c['wall_s'] for c in cells) / 60, 3)} min, summed over cells"
+    total = _fmt(sum(c["wall_s"] for c in cells) / 60, 3)
+    return f"{run}; the {len(cells)} cells behind them took {total} min, summed over cells"
 
 
 def _provenance(page: _Page, data: dict) -> None:
