@@ -269,6 +269,40 @@ def test_actor_sees_the_gru_state_only_when_asked(actor_input):
             assert (head.dist(feat).probs - head.dist(changed).probs).abs().max().item() > 1e-4
 
 
+def test_ego_input_reads_the_real_ego_vector_on_data_and_in_the_simulator(world_model, tmp_path):
+    """`policy.ego_input`: π̂_b and the actor read the latent and the state's own ego floats. π̂_b
+    learns the data's actions from them (held-out episodes, better than the uniform guess); the
+    saved policy drives in the simulator from the env's vector; a method that acts on imagined
+    states, which have no vector, is refused."""
+    from vlsafe.envs.observation import EGO_SIZE
+    from vlsafe.policy.agent import DrivingAgent, ego_features
+
+    torch.manual_seed(0)
+    fit(world_model, tmp_path / "ego", small("bc", steps=101, **{"policy.ego_input": "true", "policy.bc_steps": 100}),
+        **QUIET)
+    policy, conf = load_policy(tmp_path / "ego")
+    feats, data = dataset_feats(world_model, policy, held_out=True)
+    assert data["ego"].shape == (len(feats), EGO_SIZE)
+    inputs = torch.cat([feats, data["ego"]], -1)
+    with torch.no_grad():
+        pb = policy.learner.behaviour.dist(inputs).probs
+        other = inputs.clone()
+        other[:, -EGO_SIZE:] = torch.randn(len(inputs), EGO_SIZE)
+        assert (policy.learner.behaviour.dist(other).probs - pb).abs().max().item() > 1e-3  # it reads the ego part
+    nll = -pb[torch.arange(len(pb)), data["action"].long()].log()[data["has_next"]].mean().item()
+    assert nll < math.log(15) - 0.5, nll
+    env = make_env(conf["task"])
+    agent = DrivingAgent(policy.world_model, policy.learner.actor)
+    run = run_episode(env, agent, seed=900)
+    assert run.metrics.steps > 0
+    with pytest.raises(ValueError, match="ego vector"):
+        agent.act(env.bev_frame(), True)
+    env.close()
+    np.testing.assert_allclose(ego_features(np.full(70, np.e - 1)), np.ones(EGO_SIZE), rtol=1e-6)
+    with pytest.raises(ConfigError, match="ego_input"):
+        small("lagrangian", **{"policy.ego_input": "true"})
+
+
 def test_saved_policy_acts_like_the_trained_one(world_model, tmp_path):
     trained = fit(world_model, tmp_path / "p", small(steps=20), **QUIET)
     loaded, conf = load_policy(tmp_path / "p")

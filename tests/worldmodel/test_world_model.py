@@ -256,3 +256,31 @@ def test_the_ensemble_agrees_on_the_data_and_disagrees_off_it(crashes, tmp_path)
     assert plain["u_data"] > 0 and plain["uncertainty"] == 0.0
     with pytest.raises(ValueError, match="ensemble"):
         WorldModelConfig(ensemble=1)
+
+
+def test_the_ego_vector_is_read_and_reconstructed(crashes, tmp_path):
+    """`model.ego=true`: the posterior reads the ego's kinematics and route beside the frame, and
+    after training its head recovers them from the latent state (pooled R² 0.67 after 400 updates
+    on the 2-core x86 machine, −0.09 after 150); a model that reads the vector refuses a frame alone."""
+    from vlsafe.envs.observation import EGO_SIZE
+    from vlsafe.worldmodel.rssm import symlog
+
+    torch.manual_seed(0)
+    model = fit(crashes.root, tmp_path / "ego", small_cfg(steps=400, **{"model.ego": "true"}), log=lambda *_: None)
+    rows = [json.loads(x) for x in (tmp_path / "ego" / "metrics.jsonl").read_text().splitlines()]
+    first, last = np.mean([r["wm/ego_loss"] for r in rows[:5]]), np.mean([r["wm/ego_loss"] for r in rows[-5:]])
+    assert last < 0.5 * first, (first, last)
+    model.eval()
+    with torch.no_grad():
+        pred, true = [], []
+        for entry in crashes.entries():
+            batch = to_torch(_episode_batch(crashes.read(int(entry["seed"])), None), 15)
+            post, _ = model.observe(batch["bev"], batch["action"], batch["is_first"], vector=batch["vector"])
+            pred.append(model.ego_out(model.feat(post))[0])
+            true.append(symlog(batch["vector"][0, :, :EGO_SIZE]))
+        pred, true = torch.cat(pred), torch.cat(true)
+    r2 = 1 - ((pred - true) ** 2).sum() / ((true - true.mean(0)) ** 2).sum()
+    assert r2 > 0.3, float(r2)
+    assert EGO_SIZE == 14 and pred.shape[-1] == EGO_SIZE
+    with pytest.raises(ValueError, match="ego vector"):
+        model.observe(batch["bev"], batch["action"], batch["is_first"])

@@ -13,11 +13,12 @@ import numpy as np
 
 from vlsafe.envs.scene import Route, Vehicles
 
-__all__ = ["VECTOR_SIZE", "vector_space", "vector_observation", "LOOKAHEAD_M", "NEAREST_K"]
+__all__ = ["VECTOR_SIZE", "EGO_SIZE", "vector_space", "vector_observation", "LOOKAHEAD_M", "NEAREST_K"]
 
 LOOKAHEAD_M = (5.0, 10.0, 20.0, 30.0)
 NEAREST_K = 8
-VECTOR_SIZE = 6 + 2 * len(LOOKAHEAD_M) + 7 * NEAREST_K
+EGO_SIZE = 6 + 2 * len(LOOKAHEAD_M)  # the ego's kinematics and route: the vector without the other cars
+VECTOR_SIZE = EGO_SIZE + 7 * NEAREST_K
 
 
 def vector_space() -> gym.spaces.Box:

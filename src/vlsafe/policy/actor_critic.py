@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlsafe.config import ConfigError
+from vlsafe.envs.observation import EGO_SIZE
 from vlsafe.policy.objective import (
     AugmentedLagrangian,
     PercentileNorm,
@@ -91,6 +92,11 @@ class PolicyConfig:
     # h_t reveals which driver is driving (its speed and actions so far), so V_b(h, z) predicts a
     # reckless driver's lower return and its actions' advantage comes out ≈ 0
     value_input: str = "stoch"
+    # the actor and π̂_b also read the ego's own EGO_SIZE floats of the real state (speed, velocity
+    # along and across the route, lane offset, heading error, the route 5-30 m ahead; symlog): what
+    # a 64 px frame through the latent blurs. Only for an actor that never acts on imagined states
+    # (the AWR extraction without imagined critics: vl-safe, dreamer-offline, bc)
+    ego_input: bool = False
     adv_norm: str = "separate"  # A_r and A_c each on its own scale ("separate") or the earlier "shared" scaling
     horizon: int = 5  # imagined steps under the actor; the actor and critics learn on those states too
     discount_horizon: float = 100.0  # γ = 1 - 1/discount_horizon
@@ -160,6 +166,9 @@ class PolicyConfig:
                               f"{self.flag_excess}")
         if self.beta1 < 0 or self.beta2 < 0 or self.adv_floor <= 0:
             raise ConfigError("policy: need beta1, beta2 >= 0 and adv_floor > 0")
+        if self.ego_input and self.imagined_critics:
+            raise ConfigError(f"policy.ego_input: the ego vector exists on the data's states only; method {self.method} "
+                              f"(extraction {self.extraction}) acts on imagined states, which have none")
 
     @property
     def gamma(self) -> float:
@@ -207,10 +216,11 @@ class Actor(nn.Module):
     episodes, on z_t alone in 12% (README)."""
 
     def __init__(self, feat: int, action_dim: int, discrete: bool, hidden: int, layers: int, unimix: float,
-                 skip: int = 0):
+                 skip: int = 0, ego: int = 0):
+        """`ego` > 0: the input ends with that many ego floats after the world model's features."""
         super().__init__()
-        self.discrete, self.action_dim, self.unimix, self.skip = discrete, action_dim, unimix, skip
-        self.net = mlp(feat - skip, hidden, action_dim if discrete else 2 * action_dim, layers)
+        self.discrete, self.action_dim, self.unimix, self.skip, self.ego = discrete, action_dim, unimix, skip, ego
+        self.net = mlp(feat + ego - skip, hidden, action_dim if discrete else 2 * action_dim, layers)
 
     def dist(self, feat: torch.Tensor) -> torch.distributions.Distribution:
         out = self.net(feat[..., self.skip:] if self.skip else feat)
@@ -244,8 +254,9 @@ class ImaginationLearner(nn.Module):
         self.cfg = cfg
         h, n = cfg.hidden, cfg.layers
         skip = deter if cfg.actor_input == "stoch" else 0
-        self.actor = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip)
-        self.behaviour = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip)
+        ego = EGO_SIZE if cfg.ego_input else 0
+        self.actor = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, ego)
+        self.behaviour = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, ego)
         self.q = mlp(feat + action_dim, h, 3, n)
         self.v = mlp(feat, h, 3, n)
         self.slow_v = copy.deepcopy(self.v).requires_grad_(False)
@@ -389,6 +400,8 @@ class ImaginationLearner(nn.Module):
         N = batch["deter"].shape[0]
         with torch.no_grad():
             data_feat = world_model.feat(batch)
+        # what the actor and π̂_b read on the data's states: the latent, and the real ego vector
+        data_in = torch.cat([data_feat, batch["ego"]], -1) if cfg.ego_input else data_feat
         # -- the imagined critics, p(s), λ and the exact target π* (only where the method reads them) --
         if cfg.imagined_critics:
             imagined = self._imagined(world_model, batch, nxt, data_feat, actor_on)
@@ -403,7 +416,7 @@ class ImaginationLearner(nn.Module):
         if actor_on:
             bc_loss = torch.zeros((), device=data_feat.device)
         else:
-            bc_loss = -self.behaviour.dist(data_feat).log_prob(self._action_input(batch["action"])).mean()
+            bc_loss = -self.behaviour.dist(data_in).log_prob(self._action_input(batch["action"])).mean()
 
         # -- the weight on the data's own actions, advantages from their real returns (AWR) --
         v_mc = self.baseline(data_feat)
@@ -416,12 +429,12 @@ class ImaginationLearner(nn.Module):
             logp = self._log_probs(imagined["feat"], imagined["acts"])
             actor_loss = actor_loss - (imagined["log_target"].exp() * logp).sum(-1).mean()
         if actor_on and cfg.extraction in ("awr", "both"):
-            logp_data = self.actor.dist(data_feat).log_prob(self._action_input(batch["action"]))
+            logp_data = self.actor.dist(data_in).log_prob(self._action_input(batch["action"]))
             valid = batch["has_next"].float()
             actor_loss = actor_loss - (w_data * logp_data * valid).sum() / valid.sum().clamp(min=1.0)
 
         with torch.no_grad():
-            ent = self.actor.dist(data_feat).entropy().mean()
+            ent = self.actor.dist(data_in).entropy().mean()
             row = {"actor/p_safe": p.mean(), "actor/data_weight_mean": w_data.mean(), "actor/data_weight_min": w_data.min(),
                    "actor/entropy": ent, "actor/loss": actor_loss.detach(), "behaviour/loss": bc_loss.detach(),
                    "lagrange/lambda": lam, "critic/loss": critic_loss.detach()}

@@ -12,12 +12,19 @@ import torch.nn.functional as F
 
 from vlsafe.data.cost_source import reward_without_crash, vlm_cost
 from vlsafe.data.store import EpisodeStore
+from vlsafe.envs.observation import EGO_SIZE
 from vlsafe.policy.actor_critic import Actor
 from vlsafe.policy.objective import discounted_returns
 from vlsafe.worldmodel.rssm import WorldModel
 from vlsafe.worldmodel.train import to_torch
 
-__all__ = ["start_states", "POSTERIORS", "DrivingAgent", "load_driver"]
+__all__ = ["start_states", "ego_features", "POSTERIORS", "DrivingAgent", "load_driver"]
+
+
+def ego_features(vector: np.ndarray) -> np.ndarray:
+    """The actor's ego input (`policy.ego_input`): the vector observation's first EGO_SIZE floats, symlog."""
+    ego = np.asarray(vector, np.float32)[..., :EGO_SIZE]
+    return np.sign(ego) * np.log1p(np.abs(ego))
 
 
 @torch.no_grad()
@@ -31,6 +38,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     (γ = `cost_gamma`, `gamma` if None). `collision_scale` > 0 takes the reward's collision term,
     −collision_scale·|v| on collision steps, back out of the recorded rewards (from the episodes'
     `speed` and `collision` signals): a reward that does not price a crash, only the cost does.
+    `ego`: each state's ego features (`ego_features`), for an actor with `policy.ego_input`.
     `p_safe` (episode seed -> frame-aligned labels): the cost is the VLM's 1 − p(safe) instead of
     the recorded one (vlsafe.data.cost_source, a world model trained with cost_source=vlm).
 
@@ -41,7 +49,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     A = model.config.action_dim
     device = next(model.parameters()).device
     out: dict[str, list] = {k: [] for k in ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "next",
-                                            "return_reward", "return_cost")}
+                                            "return_reward", "return_cost", "ego")}
     base = 0
     g_cost = gamma if cost_gamma is None else cost_gamma
     for i in range(0, len(seeds), chunk):
@@ -49,17 +57,19 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
         eps = [store.read(s) for s in chunk_seeds]
         L = max(e.steps for e in eps) + 1
         batch = {"bev": np.zeros((len(eps), L) + eps[0].bev.shape[1:], np.uint8),
+                 "vector": np.zeros((len(eps), L) + eps[0].vector.shape[1:], np.float32),
                  "action": np.zeros((len(eps), L) + eps[0].action.shape[1:], eps[0].action.dtype),
                  "is_first": np.zeros((len(eps), L), bool), "valid": np.zeros((len(eps), L), bool),
                  "reward": np.zeros((len(eps), L), np.float32), "cost": np.zeros((len(eps), L), np.float32)}
         for j, e in enumerate(eps):
             n = e.steps + 1
             batch["bev"][j, :n] = e.bev
+            batch["vector"][j, :n] = e.vector
             batch["action"][j, 1:n] = e.action
             batch["is_first"][j, 0] = True
             batch["valid"][j, :n] = True
         t = to_torch(batch, A, device)
-        post, _ = model.observe(t["bev"], t["action"], t["is_first"])
+        post, _ = model.observe(t["bev"], t["action"], t["is_first"], vector=t["vector"])
         valid = t["valid"]
         out["deter"].append(post["deter"][valid])
         out["stoch"].append(post["stoch"][valid])
@@ -67,6 +77,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
             T = e.steps
             pad = lambda a, fill=0: np.concatenate([a, np.full((1,) + a.shape[1:], fill, a.dtype)])  # noqa: E731
             out["action"].append(torch.as_tensor(pad(e.action)))
+            out["ego"].append(torch.as_tensor(ego_features(e.vector)))
             reward = e.reward
             if collision_scale > 0:
                 reward = reward_without_crash(reward, e.signals["speed"], e.signals["collision"], collision_scale)
@@ -112,12 +123,12 @@ class DrivingAgent:
         self.state, self.prev = None, torch.zeros(1, self.action_dim, device=self.device)
 
     @torch.no_grad()
-    def act(self, frame: np.ndarray, first: bool):
+    def act(self, frame: np.ndarray, first: bool, vector: np.ndarray | None = None):
         if first or self.state is None:
             self.reset()
             self.state = self.model.initial(1, self.device)
         image = torch.as_tensor(frame, device=self.device)[None]
-        embed = self.model.encoder(image)
+        embed = self.model.embed(image, None if vector is None else torch.as_tensor(vector, device=self.device)[None])
         is_first = torch.tensor([first], device=self.device)
         self.state = self.model.obs_step(self.state, self.prev, embed, is_first)
         if self.posterior == "mode":
@@ -126,6 +137,10 @@ class DrivingAgent:
         feat = self.model.feat(self.state)
         heads = self.model.heads(feat)
         self.p_safe, self.cost = float(heads["p_safe"][0]), float(heads["cost"][0])
+        if self.actor.ego:
+            if vector is None:
+                raise ValueError("this actor reads the ego vector (policy.ego_input): pass the vector observation")
+            feat = torch.cat([feat, torch.as_tensor(ego_features(vector), device=self.device)[None]], -1)
         a = self.actor.mode(feat) if self.greedy else self.actor.sample(feat)
         self.prev = a
         if self.actor.discrete:
@@ -133,7 +148,8 @@ class DrivingAgent:
         return a[0].cpu().numpy().astype(np.float32)
 
     def __call__(self, env) -> object:
-        return self.act(env.bev_frame(), env.steps == 0)
+        vector = env.observation("vector") if self.model.config.ego or self.actor.ego else None
+        return self.act(env.bev_frame(), env.steps == 0, vector)
 
 
 def load_driver(run: Path, device: str = "cpu", greedy: bool = True, actor: str = "policy", posterior: str = "mode"):

@@ -35,7 +35,7 @@ __all__ = ["auroc", "evaluate_world_model"]
 def _episode_batch(ep, labels) -> dict[str, np.ndarray]:
     T = ep.steps
     pad = lambda a: np.concatenate([np.zeros((1,) + a.shape[1:], a.dtype), a])  # noqa: E731
-    b = {"bev": ep.bev, "action": pad(ep.action), "reward": pad(ep.reward), "cost": pad(ep.cost),
+    b = {"bev": ep.bev, "vector": ep.vector, "action": pad(ep.action), "reward": pad(ep.reward), "cost": pad(ep.cost),
          "is_terminal": pad(ep.terminated), "is_first": np.eye(1, T + 1, dtype=bool)[0], "valid": np.ones(T + 1, bool)}
     if labels is not None:
         b["p_safe"] = labels[ep.seed].astype(np.float32)
@@ -62,7 +62,7 @@ def evaluate_world_model(model: WorldModel, store: EpisodeStore, seeds: list[int
     for seed in seeds:
         ep = store.read(seed)
         batch = to_torch(_episode_batch(ep, labels), A, device)
-        post, _ = model.observe(batch["bev"], batch["action"], batch["is_first"])
+        post, _ = model.observe(batch["bev"], batch["action"], batch["is_first"], vector=batch["vector"])
         feat = model.feat(post)
         heads = model.heads(feat)
         recon = model.decoder(feat)

@@ -15,6 +15,10 @@ One file says the whole model, in the paper's and DreamerV3's names:
   weight ratio); `heads` subtracts it again, so ĉ and p̂ stay calibrated probabilities;
 - the heads learn on posterior *and* prior states (`prior_heads`): imagination only ever queries
   prior states, whose stoch part is sampled without seeing the frame;
+- optionally (`ego`) the posterior also reads the ego's own 14 floats (speed, velocity along and
+  across the route, lane offset, heading error, the route 5-30 m ahead: what the car's odometry
+  and navigation know, not the other cars) through an MLP beside the CNN, and a head reconstructs
+  them: a 64 px frame shows neither speed nor the route beyond its edge;
 - `observe` (posterior states of a real sequence) and `imagine` (prior rollouts under a policy),
   which is all the policy learner needs;
 - optionally (`ensemble` = K > 0) K one-step predictors of z_{t+1} from (h_t, z_t, a_t), each on
@@ -32,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlsafe.envs.observation import EGO_SIZE
 from vlsafe.training.blocks import mlp
 
 __all__ = ["WorldModelConfig", "PRESETS", "WorldModel", "symlog", "symexp", "TwoHot"]
@@ -67,6 +72,8 @@ class WorldModelConfig:
     cont_scale: float = 1.0
     ensemble: int = 0  # K members of the disagreement ensemble (0: none)
     ensemble_scale: float = 1.0
+    ego: bool = False  # the posterior also reads the ego's kinematics and route (EGO_SIZE floats of the vector)
+    ego_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.image_size != 64:
@@ -182,8 +189,12 @@ class WorldModel(nn.Module):
         self.img_in = mlp(c.stoch * c.classes + c.action_dim, c.hidden, c.hidden, 1)
         self.gru = nn.GRUCell(c.hidden, c.deter)
         self.prior_net = mlp(c.deter, c.hidden, c.stoch * c.classes, 1)
-        self.post_net = mlp(c.deter + self.encoder.out, c.hidden, c.stoch * c.classes, 1)
+        self.embed_size = self.encoder.out + (c.hidden if c.ego else 0)
+        self.post_net = mlp(c.deter + self.embed_size, c.hidden, c.stoch * c.classes, 1)
         self.decoder = Decoder(c.feat, c.cnn_depth)
+        if c.ego:
+            self.ego_in = mlp(EGO_SIZE, c.hidden, c.hidden, 1)
+            self.ego_out = mlp(c.feat, c.hidden, EGO_SIZE, c.mlp_layers)
         self.reward_head = mlp(c.feat, c.hidden, c.bins, c.mlp_layers)
         self.cost_head = mlp(c.feat, c.hidden, c.bins if c.cost_head == "twohot" else 1, c.mlp_layers)
         self.safety_head = mlp(c.feat, c.hidden, 1, c.mlp_layers)
@@ -201,6 +212,15 @@ class WorldModel(nn.Module):
         self.register_buffer("safety_mean", torch.tensor(0.5))
 
     # -- the state-space model ----------------------------------------------------------------
+    def embed(self, image: torch.Tensor, vector: torch.Tensor | None = None) -> torch.Tensor:
+        """embed(x_t): the frame's CNN features, and with `ego` those of the vector's ego part."""
+        out = self.encoder(image)
+        if not self.config.ego:
+            return out
+        if vector is None:
+            raise ValueError("this world model reads the ego vector (model.ego): pass the vector observation")
+        return torch.cat([out, self.ego_in(symlog(vector[..., :EGO_SIZE].float()))], -1)
+
     def initial(self, batch: int, device=None) -> State:
         c = self.config
         z = torch.zeros(batch, c.stoch, c.classes, device=device)
@@ -253,10 +273,10 @@ class WorldModel(nn.Module):
         return {"deter": deter, "stoch": self._sample(logp), "logits": logp}
 
     def observe(self, image: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
-                state: State | None = None) -> tuple[State, State]:
+                state: State | None = None, vector: torch.Tensor | None = None) -> tuple[State, State]:
         """Posterior and prior states (B, T, ...) of a real sequence in Dreamer layout."""
         B, T = image.shape[:2]
-        embed = self.encoder(image)
+        embed = self.embed(image, vector)
         assert action.shape[:2] == (B, T), f"action {tuple(action.shape)} vs image (B, T) = {(B, T)}"
         state = state or self.initial(B, image.device)
         action_in, embed_in = self._step_inputs(action, embed)
@@ -333,18 +353,21 @@ class WorldModel(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
         """Mean world-model loss over valid steps; batch keys as the SequenceSampler gives them."""
         c = self.config
-        post, prior = self.observe(batch["bev"], batch["action"], batch["is_first"])
+        post, prior = self.observe(batch["bev"], batch["action"], batch["is_first"], vector=batch.get("vector"))
         feat = self.feat(post)
         mask = batch["valid"].float()
         n = mask.sum().clamp(min=1.0)
         target = batch["bev"].float().div_(255.0).sub_(0.5)
         image = F.mse_loss(self.decoder(feat), target, reduction="none").sum((-1, -2, -3))
         terms = {"image": image, **self._head_losses(feat, batch, mask)}
+        if c.ego:
+            ego = symlog(batch["vector"][..., :EGO_SIZE].float())
+            terms["ego"] = F.mse_loss(self.ego_out(feat), ego, reduction="none").sum(-1)
         if c.prior_heads:  # the states imagination will query: deter with a stoch drawn from the prior
             prior_feat = torch.cat([post["deter"], self._sample(prior["logits"]).flatten(-2)], -1)
             for k, v in self._head_losses(prior_feat, batch, mask).items():
                 terms[k] = 0.5 * (terms[k] + v)
-        scales = {"image": c.image_scale, "reward": c.reward_scale, "cost": c.cost_scale, "cont": c.cont_scale,
+        scales = {"image": c.image_scale, "ego": c.ego_scale, "reward": c.reward_scale, "cost": c.cost_scale, "cont": c.cont_scale,
                   "safety": c.safety_scale}
         dyn, rep = self.kl(post, prior)
         terms["dyn"] = dyn.clamp(min=c.free_nats)
