@@ -274,9 +274,10 @@ def test_ego_input_reads_the_real_ego_vector_on_data_and_in_the_simulator(world_
     learns the data's actions from them (held-out episodes, better than the uniform guess); the
     saved policy drives in the simulator from the env's vector; a method that acts on imagined
     states, which have no vector, is refused."""
-    from vlsafe.envs.observation import EGO_SIZE
+    from vlsafe.envs.observation import ROUTE_COLUMNS
     from vlsafe.policy.agent import DrivingAgent, ego_features
 
+    EGO_SIZE = len(ROUTE_COLUMNS)
     torch.manual_seed(0)
     fit(world_model, tmp_path / "ego", small("bc", steps=101, **{"policy.ego_input": "true", "policy.bc_steps": 100}),
         **QUIET)
@@ -298,7 +299,9 @@ def test_ego_input_reads_the_real_ego_vector_on_data_and_in_the_simulator(world_
     with pytest.raises(ValueError, match="ego vector"):
         agent.act(env.bev_frame(), True)
     env.close()
-    np.testing.assert_allclose(ego_features(np.full(70, np.e - 1)), np.ones(EGO_SIZE), rtol=1e-6)
+    vector = np.full(70, np.e - 1, np.float32)
+    vector[:3] = 5.0  # speed, v_par, v_perp: not read
+    np.testing.assert_allclose(ego_features(vector), np.ones(EGO_SIZE), rtol=1e-6)
     with pytest.raises(ConfigError, match="ego_input"):
         small("lagrangian", **{"policy.ego_input": "true"})
 

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlsafe.config import ConfigError
-from vlsafe.envs.observation import EGO_SIZE
+from vlsafe.envs.observation import ROUTE_COLUMNS
 from vlsafe.policy.objective import (
     AugmentedLagrangian,
     PercentileNorm,
@@ -92,10 +92,11 @@ class PolicyConfig:
     # h_t reveals which driver is driving (its speed and actions so far), so V_b(h, z) predicts a
     # reckless driver's lower return and its actions' advantage comes out ≈ 0
     value_input: str = "stoch"
-    # the actor and π̂_b also read the ego's own EGO_SIZE floats of the real state (speed, velocity
-    # along and across the route, lane offset, heading error, the route 5-30 m ahead; symlog): what
-    # a 64 px frame through the latent blurs. Only for an actor that never acts on imagined states
-    # (the AWR extraction without imagined critics: vl-safe, dreamer-offline, bc)
+    # the actor and π̂_b also read where the real state's car is on its route (ROUTE_COLUMNS of the
+    # vector: lane offset, heading error, the route 5-30 m ahead, symlog), which a 64 px frame through
+    # the latent blurs; not its speed, which the cloned actor reads as "stopped, so stay stopped".
+    # Only for an actor that never acts on imagined states (AWR without imagined critics: vl-safe,
+    # dreamer-offline, bc)
     ego_input: bool = False
     adv_norm: str = "separate"  # A_r and A_c each on its own scale ("separate") or the earlier "shared" scaling
     horizon: int = 5  # imagined steps under the actor; the actor and critics learn on those states too
@@ -254,7 +255,7 @@ class ImaginationLearner(nn.Module):
         self.cfg = cfg
         h, n = cfg.hidden, cfg.layers
         skip = deter if cfg.actor_input == "stoch" else 0
-        ego = EGO_SIZE if cfg.ego_input else 0
+        ego = len(ROUTE_COLUMNS) if cfg.ego_input else 0
         self.actor = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, ego)
         self.behaviour = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, ego)
         self.q = mlp(feat + action_dim, h, 3, n)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from vlsafe.data.cost_source import reward_without_crash, vlm_cost
 from vlsafe.data.store import EpisodeStore
-from vlsafe.envs.observation import EGO_SIZE
+from vlsafe.envs.observation import ROUTE_COLUMNS
 from vlsafe.policy.actor_critic import Actor
 from vlsafe.policy.objective import discounted_returns
 from vlsafe.worldmodel.rssm import WorldModel
@@ -22,8 +22,8 @@ __all__ = ["start_states", "ego_features", "POSTERIORS", "DrivingAgent", "load_d
 
 
 def ego_features(vector: np.ndarray) -> np.ndarray:
-    """The actor's ego input (`policy.ego_input`): the vector observation's first EGO_SIZE floats, symlog."""
-    ego = np.asarray(vector, np.float32)[..., :EGO_SIZE]
+    """The actor's ego input (`policy.ego_input`): the vector observation's ROUTE_COLUMNS, symlog."""
+    ego = np.asarray(vector, np.float32)[..., list(ROUTE_COLUMNS)]
     return np.sign(ego) * np.log1p(np.abs(ego))
 
 

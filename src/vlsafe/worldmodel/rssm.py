@@ -367,8 +367,8 @@ class WorldModel(nn.Module):
             prior_feat = torch.cat([post["deter"], self._sample(prior["logits"]).flatten(-2)], -1)
             for k, v in self._head_losses(prior_feat, batch, mask).items():
                 terms[k] = 0.5 * (terms[k] + v)
-        scales = {"image": c.image_scale, "ego": c.ego_scale, "reward": c.reward_scale, "cost": c.cost_scale, "cont": c.cont_scale,
-                  "safety": c.safety_scale}
+        scales = {"image": c.image_scale, "ego": c.ego_scale, "reward": c.reward_scale, "cost": c.cost_scale,
+                  "cont": c.cont_scale, "safety": c.safety_scale}
         dyn, rep = self.kl(post, prior)
         terms["dyn"] = dyn.clamp(min=c.free_nats)
         terms["rep"] = rep.clamp(min=c.free_nats)

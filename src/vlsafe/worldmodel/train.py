@@ -205,7 +205,8 @@ def _rank_sampler(store: EpisodeStore, cfg: TrainWMConfig, rk, train_seeds: list
     shard = train_seeds[rk.rank::rk.world] if rk.distributed and len(train_seeds) >= rk.world else train_seeds
     seed = cfg.seed if not rk.distributed else [cfg.seed, rk.rank, step]
     sampler = SequenceSampler(store, cfg.seq_len, cfg.batch_size // rk.world, seed=seed, seeds=shard, labels=labels,
-                              keys=("bev", "vector") if cfg.model.ego else ("bev",), windows=cfg.windows, focus=cfg.focus, cost_source=cfg.cost_source, collision_scale=scale)
+                              keys=("bev", "vector") if cfg.model.ego else ("bev",), windows=cfg.windows,
+                              focus=cfg.focus, cost_source=cfg.cost_source, collision_scale=scale)
     if meta is not None and not rk.distributed and int(meta.get("world_size", 1)) == 1:
         sampler.rng.bit_generator.state = meta["sampler_rng"]
     return sampler
