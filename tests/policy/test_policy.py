@@ -269,41 +269,44 @@ def test_actor_sees_the_gru_state_only_when_asked(actor_input):
             assert (head.dist(feat).probs - head.dist(changed).probs).abs().max().item() > 1e-4
 
 
-def test_ego_input_reads_the_real_ego_vector_on_data_and_in_the_simulator(world_model, tmp_path):
-    """`policy.ego_input`: π̂_b and the actor read the latent and the state's own ego floats. π̂_b
-    learns the data's actions from them (held-out episodes, better than the uniform guess); the
-    saved policy drives in the simulator from the env's vector; a method that acts on imagined
-    states, which have no vector, is refused."""
-    from vlsafe.envs.observation import ROUTE_COLUMNS
-    from vlsafe.policy.agent import DrivingAgent, ego_features
+def test_vector_inputs_are_read_on_data_and_in_the_simulator(world_model, tmp_path):
+    """`policy.ego_input` (the car's place on its route) and `policy.cars_input` (the nearest cars):
+    π̂_b and the actor read those columns of the real state's vector beside the latent. π̂_b learns
+    the data's actions from them (held-out episodes, better than the uniform guess); the saved
+    policy drives in the simulator from the env's vector; a method that acts on imagined states,
+    which have no vector, is refused."""
+    from vlsafe.envs.observation import CARS_COLUMNS, ROUTE_COLUMNS, VECTOR_SIZE
+    from vlsafe.policy.agent import DrivingAgent, vector_features
 
-    EGO_SIZE = len(ROUTE_COLUMNS)
     torch.manual_seed(0)
-    fit(world_model, tmp_path / "ego", small("bc", steps=101, **{"policy.ego_input": "true", "policy.bc_steps": 100}),
-        **QUIET)
-    policy, conf = load_policy(tmp_path / "ego")
+    cfg = small("bc", steps=101, **{"policy.ego_input": "true", "policy.cars_input": "true", "policy.bc_steps": 100})
+    assert cfg.policy.vector_columns == ROUTE_COLUMNS + CARS_COLUMNS and not {0, 1, 2} & set(ROUTE_COLUMNS)  # no speed
+    fit(world_model, tmp_path / "vec", cfg, **QUIET)
+    policy, conf = load_policy(tmp_path / "vec")
     feats, data = dataset_feats(world_model, policy, held_out=True)
-    assert data["ego"].shape == (len(feats), EGO_SIZE)
-    inputs = torch.cat([feats, data["ego"]], -1)
+    assert data["vector"].shape == (len(feats), VECTOR_SIZE)
+    cols = list(cfg.policy.vector_columns)
+    inputs = torch.cat([feats, data["vector"][:, cols]], -1)
     with torch.no_grad():
         pb = policy.learner.behaviour.dist(inputs).probs
-        other = inputs.clone()
-        other[:, -EGO_SIZE:] = torch.randn(len(inputs), EGO_SIZE)
-        assert (policy.learner.behaviour.dist(other).probs - pb).abs().max().item() > 1e-3  # it reads the ego part
+        for part in (ROUTE_COLUMNS, CARS_COLUMNS):  # it reads both parts
+            other = inputs.clone()
+            at = [feats.shape[1] + cols.index(c) for c in part]
+            other[:, at] = torch.randn(len(inputs), len(at))
+            assert (policy.learner.behaviour.dist(other).probs - pb).abs().max().item() > 1e-3
     nll = -pb[torch.arange(len(pb)), data["action"].long()].log()[data["has_next"]].mean().item()
     assert nll < math.log(15) - 0.5, nll
     env = make_env(conf["task"])
     agent = DrivingAgent(policy.world_model, policy.learner.actor)
     run = run_episode(env, agent, seed=900)
     assert run.metrics.steps > 0
-    with pytest.raises(ValueError, match="ego vector"):
+    with pytest.raises(ValueError, match="vector observation"):
         agent.act(env.bev_frame(), True)
     env.close()
-    vector = np.full(70, np.e - 1, np.float32)
-    vector[:3] = 5.0  # speed, v_par, v_perp: not read
-    np.testing.assert_allclose(ego_features(vector), np.ones(EGO_SIZE), rtol=1e-6)
-    with pytest.raises(ConfigError, match="ego_input"):
-        small("lagrangian", **{"policy.ego_input": "true"})
+    np.testing.assert_allclose(vector_features(np.full(VECTOR_SIZE, np.e - 1), (0, 5)), np.ones(2), rtol=1e-6)
+    for flag in ("ego_input", "cars_input"):
+        with pytest.raises(ConfigError, match=flag):
+            small("lagrangian", **{f"policy.{flag}": "true"})
 
 
 def test_saved_policy_acts_like_the_trained_one(world_model, tmp_path):

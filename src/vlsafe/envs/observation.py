@@ -13,7 +13,8 @@ import numpy as np
 
 from vlsafe.envs.scene import Route, Vehicles
 
-__all__ = ["VECTOR_SIZE", "EGO_SIZE", "ROUTE_COLUMNS", "vector_space", "vector_observation", "LOOKAHEAD_M", "NEAREST_K"]
+__all__ = ["VECTOR_SIZE", "EGO_SIZE", "ROUTE_COLUMNS", "CARS_COLUMNS", "vector_space", "vector_observation",
+           "LOOKAHEAD_M", "NEAREST_K"]
 
 LOOKAHEAD_M = (5.0, 10.0, 20.0, 30.0)
 NEAREST_K = 8
@@ -21,6 +22,7 @@ EGO_SIZE = 6 + 2 * len(LOOKAHEAD_M)  # the ego's kinematics and route: the vecto
 # the ego floats that place the car on its route, without its speed: lane offset, heading error, the route ahead
 ROUTE_COLUMNS = tuple(range(3, EGO_SIZE))
 VECTOR_SIZE = EGO_SIZE + 7 * NEAREST_K
+CARS_COLUMNS = tuple(range(EGO_SIZE, VECTOR_SIZE))  # the nearest cars, relative to the ego
 
 
 def vector_space() -> gym.spaces.Box:

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlsafe.config import ConfigError
-from vlsafe.envs.observation import ROUTE_COLUMNS
+from vlsafe.envs.observation import CARS_COLUMNS, ROUTE_COLUMNS
 from vlsafe.policy.objective import (
     AugmentedLagrangian,
     PercentileNorm,
@@ -98,6 +98,9 @@ class PolicyConfig:
     # Only for an actor that never acts on imagined states (AWR without imagined critics: vl-safe,
     # dreamer-offline, bc)
     ego_input: bool = False
+    # the actor and π̂_b also read the 8 nearest cars of the real state (CARS_COLUMNS: position,
+    # velocity and heading relative to the ego), whose motion one frame does not show
+    cars_input: bool = False
     adv_norm: str = "separate"  # A_r and A_c each on its own scale ("separate") or the earlier "shared" scaling
     horizon: int = 5  # imagined steps under the actor; the actor and critics learn on those states too
     discount_horizon: float = 100.0  # γ = 1 - 1/discount_horizon
@@ -167,9 +170,15 @@ class PolicyConfig:
                               f"{self.flag_excess}")
         if self.beta1 < 0 or self.beta2 < 0 or self.adv_floor <= 0:
             raise ConfigError("policy: need beta1, beta2 >= 0 and adv_floor > 0")
-        if self.ego_input and self.imagined_critics:
-            raise ConfigError(f"policy.ego_input: the ego vector exists on the data's states only; method {self.method} "
+        if self.vector_columns and self.imagined_critics:
+            raise ConfigError(f"policy.ego_input, policy.cars_input: the vector exists on the data's states only; "
+                              f"method {self.method} "
                               f"(extraction {self.extraction}) acts on imagined states, which have none")
+
+    @property
+    def vector_columns(self) -> tuple[int, ...]:
+        """The vector observation's columns the actor and π̂_b read beside the latent (`ego_input`, `cars_input`)."""
+        return (ROUTE_COLUMNS if self.ego_input else ()) + (CARS_COLUMNS if self.cars_input else ())
 
     @property
     def gamma(self) -> float:
@@ -217,11 +226,13 @@ class Actor(nn.Module):
     episodes, on z_t alone in 12% (README)."""
 
     def __init__(self, feat: int, action_dim: int, discrete: bool, hidden: int, layers: int, unimix: float,
-                 skip: int = 0, ego: int = 0):
-        """`ego` > 0: the input ends with that many ego floats after the world model's features."""
+                 skip: int = 0, columns: tuple[int, ...] = ()):
+        """`columns`: the input ends with those columns of the (symlog) vector observation after the
+        world model's features."""
         super().__init__()
-        self.discrete, self.action_dim, self.unimix, self.skip, self.ego = discrete, action_dim, unimix, skip, ego
-        self.net = mlp(feat + ego - skip, hidden, action_dim if discrete else 2 * action_dim, layers)
+        self.discrete, self.action_dim, self.unimix, self.skip = discrete, action_dim, unimix, skip
+        self.columns = tuple(columns)
+        self.net = mlp(feat + len(self.columns) - skip, hidden, action_dim if discrete else 2 * action_dim, layers)
 
     def dist(self, feat: torch.Tensor) -> torch.distributions.Distribution:
         out = self.net(feat[..., self.skip:] if self.skip else feat)
@@ -255,9 +266,9 @@ class ImaginationLearner(nn.Module):
         self.cfg = cfg
         h, n = cfg.hidden, cfg.layers
         skip = deter if cfg.actor_input == "stoch" else 0
-        ego = len(ROUTE_COLUMNS) if cfg.ego_input else 0
-        self.actor = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, ego)
-        self.behaviour = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, ego)
+        cols = cfg.vector_columns
+        self.actor = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, cols)
+        self.behaviour = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, cols)
         self.q = mlp(feat + action_dim, h, 3, n)
         self.v = mlp(feat, h, 3, n)
         self.slow_v = copy.deepcopy(self.v).requires_grad_(False)
@@ -401,8 +412,9 @@ class ImaginationLearner(nn.Module):
         N = batch["deter"].shape[0]
         with torch.no_grad():
             data_feat = world_model.feat(batch)
-        # what the actor and π̂_b read on the data's states: the latent, and the real ego vector
-        data_in = torch.cat([data_feat, batch["ego"]], -1) if cfg.ego_input else data_feat
+        # what the actor and π̂_b read on the data's states: the latent, and columns of the real vector
+        cols = cfg.vector_columns
+        data_in = torch.cat([data_feat, batch["vector"][:, list(cols)]], -1) if cols else data_feat
         # -- the imagined critics, p(s), λ and the exact target π* (only where the method reads them) --
         if cfg.imagined_critics:
             imagined = self._imagined(world_model, batch, nxt, data_feat, actor_on)

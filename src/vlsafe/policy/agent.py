@@ -12,19 +12,20 @@ import torch.nn.functional as F
 
 from vlsafe.data.cost_source import reward_without_crash, vlm_cost
 from vlsafe.data.store import EpisodeStore
-from vlsafe.envs.observation import ROUTE_COLUMNS
 from vlsafe.policy.actor_critic import Actor
 from vlsafe.policy.objective import discounted_returns
 from vlsafe.worldmodel.rssm import WorldModel
 from vlsafe.worldmodel.train import to_torch
 
-__all__ = ["start_states", "ego_features", "POSTERIORS", "DrivingAgent", "load_driver"]
+__all__ = ["start_states", "vector_features", "POSTERIORS", "DrivingAgent", "load_driver"]
 
 
-def ego_features(vector: np.ndarray) -> np.ndarray:
-    """The actor's ego input (`policy.ego_input`): the vector observation's ROUTE_COLUMNS, symlog."""
-    ego = np.asarray(vector, np.float32)[..., list(ROUTE_COLUMNS)]
-    return np.sign(ego) * np.log1p(np.abs(ego))
+def vector_features(vector: np.ndarray, columns: tuple[int, ...] | None = None) -> np.ndarray:
+    """The vector observation as the actor reads it (`policy.ego_input`, `policy.cars_input`):
+    symlog, all columns or the given ones."""
+    x = np.asarray(vector, np.float32)
+    x = x if columns is None else x[..., list(columns)]
+    return np.sign(x) * np.log1p(np.abs(x))
 
 
 @torch.no_grad()
@@ -38,7 +39,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     (γ = `cost_gamma`, `gamma` if None). `collision_scale` > 0 takes the reward's collision term,
     −collision_scale·|v| on collision steps, back out of the recorded rewards (from the episodes'
     `speed` and `collision` signals): a reward that does not price a crash, only the cost does.
-    `ego`: each state's ego features (`ego_features`), for an actor with `policy.ego_input`.
+    `vector`: each state's vector observation, symlog (`vector_features`), for an actor that reads it.
     `p_safe` (episode seed -> frame-aligned labels): the cost is the VLM's 1 − p(safe) instead of
     the recorded one (vlsafe.data.cost_source, a world model trained with cost_source=vlm).
 
@@ -49,7 +50,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     A = model.config.action_dim
     device = next(model.parameters()).device
     out: dict[str, list] = {k: [] for k in ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "next",
-                                            "return_reward", "return_cost", "ego")}
+                                            "return_reward", "return_cost", "vector")}
     base = 0
     g_cost = gamma if cost_gamma is None else cost_gamma
     for i in range(0, len(seeds), chunk):
@@ -77,7 +78,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
             T = e.steps
             pad = lambda a, fill=0: np.concatenate([a, np.full((1,) + a.shape[1:], fill, a.dtype)])  # noqa: E731
             out["action"].append(torch.as_tensor(pad(e.action)))
-            out["ego"].append(torch.as_tensor(ego_features(e.vector)))
+            out["vector"].append(torch.as_tensor(vector_features(e.vector)))
             reward = e.reward
             if collision_scale > 0:
                 reward = reward_without_crash(reward, e.signals["speed"], e.signals["collision"], collision_scale)
@@ -137,10 +138,12 @@ class DrivingAgent:
         feat = self.model.feat(self.state)
         heads = self.model.heads(feat)
         self.p_safe, self.cost = float(heads["p_safe"][0]), float(heads["cost"][0])
-        if self.actor.ego:
+        if self.actor.columns:
             if vector is None:
-                raise ValueError("this actor reads the ego vector (policy.ego_input): pass the vector observation")
-            feat = torch.cat([feat, torch.as_tensor(ego_features(vector), device=self.device)[None]], -1)
+                raise ValueError("this actor reads the vector observation (policy.ego_input, policy.cars_input): "
+                                 "pass the vector observation")
+            x = torch.as_tensor(vector_features(vector, self.actor.columns), device=self.device)
+            feat = torch.cat([feat, x[None]], -1)
         a = self.actor.mode(feat) if self.greedy else self.actor.sample(feat)
         self.prev = a
         if self.actor.discrete:
@@ -148,7 +151,7 @@ class DrivingAgent:
         return a[0].cpu().numpy().astype(np.float32)
 
     def __call__(self, env) -> object:
-        vector = env.observation("vector") if self.model.config.ego or self.actor.ego else None
+        vector = env.observation("vector") if self.model.config.ego or self.actor.columns else None
         return self.act(env.bev_frame(), env.steps == 0, vector)
 
 
