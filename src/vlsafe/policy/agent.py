@@ -14,18 +14,10 @@ from vlsafe.data.cost_source import reward_without_crash, vlm_cost
 from vlsafe.data.store import EpisodeStore
 from vlsafe.policy.actor_critic import Actor
 from vlsafe.policy.objective import discounted_returns
-from vlsafe.worldmodel.rssm import WorldModel
+from vlsafe.worldmodel.rssm import WorldModel, symlog
 from vlsafe.worldmodel.train import to_torch
 
-__all__ = ["start_states", "vector_features", "POSTERIORS", "DrivingAgent", "load_driver"]
-
-
-def vector_features(vector: np.ndarray, columns: tuple[int, ...] | None = None) -> np.ndarray:
-    """The vector observation as the actor reads it (`policy.ego_input`, `policy.cars_input`):
-    symlog, all columns or the given ones."""
-    x = np.asarray(vector, np.float32)
-    x = x if columns is None else x[..., list(columns)]
-    return np.sign(x) * np.log1p(np.abs(x))
+__all__ = ["start_states", "POSTERIORS", "DrivingAgent", "load_driver"]
 
 
 @torch.no_grad()
@@ -39,7 +31,8 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     (γ = `cost_gamma`, `gamma` if None). `collision_scale` > 0 takes the reward's collision term,
     −collision_scale·|v| on collision steps, back out of the recorded rewards (from the episodes'
     `speed` and `collision` signals): a reward that does not price a crash, only the cost does.
-    `vector`: each state's vector observation, symlog (`vector_features`), for an actor that reads it.
+    `vector`: each state's vector observation, symlog, for an actor that reads it (`policy.ego_input`,
+    `policy.cars_input`).
     `p_safe` (episode seed -> frame-aligned labels): the cost is the VLM's 1 − p(safe) instead of
     the recorded one (vlsafe.data.cost_source, a world model trained with cost_source=vlm).
 
@@ -78,7 +71,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
             T = e.steps
             pad = lambda a, fill=0: np.concatenate([a, np.full((1,) + a.shape[1:], fill, a.dtype)])  # noqa: E731
             out["action"].append(torch.as_tensor(pad(e.action)))
-            out["vector"].append(torch.as_tensor(vector_features(e.vector)))
+            out["vector"].append(symlog(torch.as_tensor(e.vector, dtype=torch.float32)))
             reward = e.reward
             if collision_scale > 0:
                 reward = reward_without_crash(reward, e.signals["speed"], e.signals["collision"], collision_scale)
@@ -129,7 +122,9 @@ class DrivingAgent:
             self.reset()
             self.state = self.model.initial(1, self.device)
         image = torch.as_tensor(frame, device=self.device)[None]
-        embed = self.model.embed(image, None if vector is None else torch.as_tensor(vector, device=self.device)[None])
+        if vector is not None:
+            vector = torch.as_tensor(vector, dtype=torch.float32, device=self.device)[None]
+        embed = self.model.embed(image, vector)
         is_first = torch.tensor([first], device=self.device)
         self.state = self.model.obs_step(self.state, self.prev, embed, is_first)
         if self.posterior == "mode":
@@ -142,8 +137,7 @@ class DrivingAgent:
             if vector is None:
                 raise ValueError("this actor reads the vector observation (policy.ego_input, policy.cars_input): "
                                  "pass the vector observation")
-            x = torch.as_tensor(vector_features(vector, self.actor.columns), device=self.device)
-            feat = torch.cat([feat, x[None]], -1)
+            feat = torch.cat([feat, symlog(vector[:, list(self.actor.columns)])], -1)
         a = self.actor.mode(feat) if self.greedy else self.actor.sample(feat)
         self.prev = a
         if self.actor.discrete:
