@@ -101,6 +101,10 @@ class PolicyConfig:
     # the actor and π̂_b also read the 8 nearest cars of the real state (CARS_COLUMNS: position,
     # velocity and heading relative to the ego), whose motion one frame does not show
     cars_input: bool = False
+    # V_b, the AWR baseline, also reads the vector columns the actor reads. Without them the
+    # baseline cannot see what the actor sees (a gap in traffic, the car off its lane), and the
+    # advantage G − V_b rewards the state's luck instead of the action taken in it
+    value_vector: bool = False
     adv_norm: str = "separate"  # A_r and A_c each on its own scale ("separate") or the earlier "shared" scaling
     horizon: int = 5  # imagined steps under the actor; the actor and critics learn on those states too
     discount_horizon: float = 100.0  # γ = 1 - 1/discount_horizon
@@ -170,6 +174,9 @@ class PolicyConfig:
                               f"{self.flag_excess}")
         if self.beta1 < 0 or self.beta2 < 0 or self.adv_floor <= 0:
             raise ConfigError("policy: need beta1, beta2 >= 0 and adv_floor > 0")
+        if self.value_vector and not self.vector_columns:
+            raise ConfigError("policy.value_vector: V_b reads the actor's vector columns; "
+                              "set policy.ego_input or policy.cars_input as well")
         if self.vector_columns and self.imagined_critics:
             raise ConfigError(f"policy.ego_input, policy.cars_input: the vector exists on the data's states only; "
                               f"method {self.method} "
@@ -274,7 +281,8 @@ class ImaginationLearner(nn.Module):
         self.slow_v = copy.deepcopy(self.v).requires_grad_(False)
         # V_b: the behaviour's value by regression on the data's real returns (the AWR baseline)
         self.value_skip = deter if cfg.value_input == "stoch" else 0
-        self.v_mc = mlp(feat - self.value_skip, h, 2, n)
+        self.value_columns = cols if cfg.value_vector else ()
+        self.v_mc = mlp(feat - self.value_skip + len(self.value_columns), h, 2, n)
         # fixed return scales of the dataset (reward, cost), set once by `set_scales` and saved
         self.register_buffer("scales", torch.ones(2))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -315,9 +323,13 @@ class ImaginationLearner(nn.Module):
     def critic_parameters(self) -> list[nn.Parameter]:
         return list(self.q.parameters()) + list(self.v.parameters()) + list(self.v_mc.parameters())
 
-    def baseline(self, feat: torch.Tensor) -> torch.Tensor:
-        """V_b(s) = (reward, cost) returns on the fixed scales, on the input `value_input` names."""
-        return self.v_mc(feat[..., self.value_skip:] if self.value_skip else feat)
+    def baseline(self, feat: torch.Tensor, vector: torch.Tensor | None = None) -> torch.Tensor:
+        """V_b(s) = (reward, cost) returns on the fixed scales, on the input `value_input` names
+        (and the symlog `vector`'s `value_columns`)."""
+        x = feat[..., self.value_skip:] if self.value_skip else feat
+        if self.value_columns:
+            x = torch.cat([x, vector[..., list(self.value_columns)]], -1)
+        return self.v_mc(x)
 
     def set_scales(self, reward: float, cost: float) -> None:
         self.scales.copy_(torch.tensor([reward, cost], dtype=self.scales.dtype))
@@ -432,7 +444,7 @@ class ImaginationLearner(nn.Module):
             bc_loss = -self.behaviour.dist(data_in).log_prob(self._action_input(batch["action"])).mean()
 
         # -- the weight on the data's own actions, advantages from their real returns (AWR) --
-        v_mc = self.baseline(data_feat)
+        v_mc = self.baseline(data_feat, batch.get("vector"))
         returns = torch.stack([batch["return_reward"] / self.scales[0], batch["return_cost"] / self.scales[1]], -1)
         critic_loss = critic_loss + ((v_mc - returns) ** 2).sum(-1).mean()
         with torch.no_grad():
