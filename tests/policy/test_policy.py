@@ -310,14 +310,14 @@ def test_vector_inputs_are_read_on_data_and_in_the_simulator(world_model, tmp_pa
             small("lagrangian", **{f"policy.{flag}": "true"})
 
 
-def test_the_awr_baseline_reads_the_actor_vector_when_asked(world_model, tmp_path):
-    """`policy.value_vector`: V_b, the baseline of the AWR advantage, reads the same vector columns
-    as the actor (a gap in traffic is then the state's value, not the action's advantage). It reads
-    them, it learns (its regression loss falls), and it needs an actor that reads a vector."""
+def test_the_awr_baseline_reads_the_vector_the_actor_reads(world_model, tmp_path):
+    """V_b, the baseline of the AWR advantage, reads the same vector columns as the actor (a gap in
+    traffic is then the state's value, not the action's advantage): it reads them, it learns (its
+    regression loss falls), and without a vector actor it reads the latent alone."""
     from vlsafe.envs.observation import CARS_COLUMNS
 
     torch.manual_seed(0)
-    over = {"policy.cars_input": "true", "policy.value_vector": "true", "policy.bc_steps": 20}
+    over = {"policy.cars_input": "true", "policy.bc_steps": 20}
     cfg = small("vl-safe", steps=150, **over)
     policy = fit(world_model, tmp_path / "vb", cfg, **QUIET)
     learner = policy.learner
@@ -328,14 +328,12 @@ def test_the_awr_baseline_reads_the_actor_vector_when_asked(world_model, tmp_pat
         other = data["vector"].clone()
         other[:, list(CARS_COLUMNS)] = torch.randn(len(other), len(CARS_COLUMNS))
         assert (learner.baseline(feats, other) - v).abs().max().item() > 1e-3
-        plain = ImaginationLearner(small("vl-safe", **{"policy.cars_input": "true"}).policy, feats.shape[1], 15,
-                                   discrete=True, deter=policy.world_model.config.deter)
+        plain = ImaginationLearner(small("vl-safe").policy, feats.shape[1], 15, discrete=True,
+                                   deter=policy.world_model.config.deter)
         assert plain.value_columns == () and plain.baseline(feats).shape == v.shape
     rows = [json.loads(line) for line in (tmp_path / "vb" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["critic/loss"] for r in rows if "critic/loss" in r]
     assert len(losses) >= 10 and np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
-    with pytest.raises(ConfigError, match="value_vector"):
-        small("vl-safe", **{"policy.value_vector": "true"})
 
 
 def test_saved_policy_acts_like_the_trained_one(world_model, tmp_path):

@@ -101,10 +101,6 @@ class PolicyConfig:
     # the actor and π̂_b also read the 8 nearest cars of the real state (CARS_COLUMNS: position,
     # velocity and heading relative to the ego), whose motion one frame does not show
     cars_input: bool = False
-    # V_b, the AWR baseline, also reads the vector columns the actor reads. Without them the
-    # baseline cannot see what the actor sees (a gap in traffic, the car off its lane), and the
-    # advantage G − V_b rewards the state's luck instead of the action taken in it
-    value_vector: bool = False
     adv_norm: str = "separate"  # A_r and A_c each on its own scale ("separate") or the earlier "shared" scaling
     horizon: int = 5  # imagined steps under the actor; the actor and critics learn on those states too
     discount_horizon: float = 100.0  # γ = 1 - 1/discount_horizon
@@ -174,9 +170,6 @@ class PolicyConfig:
                               f"{self.flag_excess}")
         if self.beta1 < 0 or self.beta2 < 0 or self.adv_floor <= 0:
             raise ConfigError("policy: need beta1, beta2 >= 0 and adv_floor > 0")
-        if self.value_vector and not self.vector_columns:
-            raise ConfigError("policy.value_vector: V_b reads the actor's vector columns; "
-                              "set policy.ego_input or policy.cars_input as well")
         if self.vector_columns and self.imagined_critics:
             raise ConfigError(f"policy.ego_input, policy.cars_input: the vector exists on the data's states only; "
                               f"method {self.method} "
@@ -281,7 +274,10 @@ class ImaginationLearner(nn.Module):
         self.slow_v = copy.deepcopy(self.v).requires_grad_(False)
         # V_b: the behaviour's value by regression on the data's real returns (the AWR baseline)
         self.value_skip = deter if cfg.value_input == "stoch" else 0
-        self.value_columns = cols if cfg.value_vector else ()
+        # V_b also reads the vector columns the actor reads: a baseline blind to what the actor sees
+        # (a gap in traffic) credits the state's luck to the action taken in it. On left-turn with
+        # the cars in view, a V_b on z_t alone made VL-SAFE crash 0.10 more (docs/every-task-drives.md)
+        self.value_columns = cols
         self.v_mc = mlp(feat - self.value_skip + len(self.value_columns), h, 2, n)
         # fixed return scales of the dataset (reward, cost), set once by `set_scales` and saved
         self.register_buffer("scales", torch.ones(2))
