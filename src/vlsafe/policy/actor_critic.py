@@ -277,8 +277,7 @@ class ImaginationLearner(nn.Module):
         # V_b also reads the vector columns the actor reads: a baseline blind to what the actor sees
         # (a gap in traffic) credits the state's luck to the action taken in it. On left-turn with
         # the cars in view, a V_b on z_t alone made VL-SAFE crash 0.10 more (docs/every-task-drives.md)
-        self.value_columns = cols
-        self.v_mc = mlp(feat - self.value_skip + len(self.value_columns), h, 2, n)
+        self.v_mc = mlp(feat - self.value_skip + len(cols), h, 2, n)
         # fixed return scales of the dataset (reward, cost), set once by `set_scales` and saved
         self.register_buffer("scales", torch.ones(2))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -319,13 +318,16 @@ class ImaginationLearner(nn.Module):
     def critic_parameters(self) -> list[nn.Parameter]:
         return list(self.q.parameters()) + list(self.v.parameters()) + list(self.v_mc.parameters())
 
-    def baseline(self, feat: torch.Tensor, vector: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def value_columns(self) -> tuple[int, ...]:
+        """The vector columns V_b reads: the actor's."""
+        return self.actor.columns
+
+    def baseline(self, feat: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         """V_b(s) = (reward, cost) returns on the fixed scales, on the input `value_input` names
-        (and the symlog `vector`'s `value_columns`)."""
+        and `columns`, the symlog vector's `value_columns` (None when the actor reads no vector)."""
         x = feat[..., self.value_skip:] if self.value_skip else feat
-        if self.value_columns:
-            x = torch.cat([x, vector[..., list(self.value_columns)]], -1)
-        return self.v_mc(x)
+        return self.v_mc(x if columns is None else torch.cat([x, columns], -1))
 
     def set_scales(self, reward: float, cost: float) -> None:
         self.scales.copy_(torch.tensor([reward, cost], dtype=self.scales.dtype))
@@ -422,7 +424,8 @@ class ImaginationLearner(nn.Module):
             data_feat = world_model.feat(batch)
         # what the actor and π̂_b read on the data's states: the latent, and columns of the real vector
         cols = cfg.vector_columns
-        data_in = torch.cat([data_feat, batch["vector"][:, list(cols)]], -1) if cols else data_feat
+        vector = batch["vector"][:, list(cols)] if cols else None
+        data_in = data_feat if vector is None else torch.cat([data_feat, vector], -1)
         # -- the imagined critics, p(s), λ and the exact target π* (only where the method reads them) --
         if cfg.imagined_critics:
             imagined = self._imagined(world_model, batch, nxt, data_feat, actor_on)
@@ -440,7 +443,7 @@ class ImaginationLearner(nn.Module):
             bc_loss = -self.behaviour.dist(data_in).log_prob(self._action_input(batch["action"])).mean()
 
         # -- the weight on the data's own actions, advantages from their real returns (AWR) --
-        v_mc = self.baseline(data_feat, batch.get("vector"))
+        v_mc = self.baseline(data_feat, vector)
         returns = torch.stack([batch["return_reward"] / self.scales[0], batch["return_cost"] / self.scales[1]], -1)
         critic_loss = critic_loss + ((v_mc - returns) ** 2).sum(-1).mean()
         with torch.no_grad():
