@@ -480,3 +480,15 @@ def test_the_uncertainty_penalty_lowers_p_where_the_ensemble_disagrees(world_mod
             e = learner.state_excess(world, f)
             torch.testing.assert_close(p, plain * torch.exp(-2.0 * e))
         assert learner.state_excess(world, made_up).mean() > learner.state_excess(world, feats[:256]).mean()
+
+
+def test_a_run_that_stops_before_the_actor_starts_says_so(world_model, tmp_path):
+    """`steps <= policy.bc_steps` leaves the actor untrained (it becomes π̂_b's copy only at update
+    bc_steps): a benchmark arm with `policy.steps=1000` drove nowhere (AR 0 on 60 episodes). Still
+    legal, a run is resumed past it, but the log says so."""
+    lines = []
+    fit(world_model, tmp_path / "short", small(steps=2), log=lines.append)
+    assert any("untrained" in line and "policy.bc_steps 20" in line for line in lines)
+    lines.clear()
+    fit(world_model, tmp_path / "long", small(steps=21), log=lines.append)
+    assert lines and not any("untrained" in line for line in lines)

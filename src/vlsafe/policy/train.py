@@ -210,6 +210,9 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
         log(f"  ensemble disagreement on the data's transitions: {float(learner.u_data):.4f} (u_data)")
     log(f"  {M} start states from {len(seeds)} training episodes in {time.perf_counter() - t0:.0f}s; "
         f"return scales: reward {scale_r:.1f}, cost {scale_c:.3f}")
+    if cfg.steps <= cfg.policy.bc_steps:  # legal for a run resumed later, a trap for one that stops here
+        log(f"  warning: steps {cfg.steps} <= policy.bc_steps {cfg.policy.bc_steps}: the actor starts as π̂_b's "
+            f"copy after update {cfg.policy.bc_steps}, so this run's actor stays untrained (it drives nowhere)")
     keys = ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "return_reward", "return_cost")
     keys += ("vector",) if cfg.policy.vector_columns else ()  # only an actor that reads it pays for the gather
     metrics_log = MetricsLog(out) if rk.main else NullLog()
