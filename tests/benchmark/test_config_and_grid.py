@@ -134,3 +134,29 @@ def test_a_broken_cells_link_is_refused_before_any_cell(tmp_path):
     with pytest.raises(ConfigError, match=r"cells/ is a link to \.\./nowhere/cells, which does not exist"):
         run_benchmark(resolve_benchmark("smoke"), out, log=lambda *_: None)
     assert sorted(p.name for p in out.iterdir()) == ["cells"]
+
+
+def test_a_cell_another_run_holds_waits_and_takes_its_result(tmp_path):
+    """Two benchmarks sharing a cell (or a killed run's worker still in it) must not write its folder
+    at once: run_cell waits for the cell's lock, then returns the record the holder wrote and runs
+    nothing (a bad spec here would fail if it ran)."""
+    import fcntl
+    import json
+    import threading
+
+    from vlsafe.benchmark.cells import DONE, run_cell
+
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    out = {}
+    with open(cell / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=lambda: out.update(r=run_cell("eval", "eval/x", "abc", {}, str(cell), [])))
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive(), "run_cell did not wait for the lock another run holds"
+        record = {"key": "abc", "name": "eval/x", "wall_s": 1.0}
+        (cell / DONE).write_text(json.dumps(record))
+    worker.join(10)
+    assert not worker.is_alive() and out["r"] == record
+    assert not (cell / "log.txt").exists()

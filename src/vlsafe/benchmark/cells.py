@@ -10,6 +10,7 @@ finished.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -95,18 +96,34 @@ def run_cell(kind: str, name: str, key: str, spec: dict[str, Any], folder: str, 
     torch.set_num_threads(1)
     cell = Path(folder)
     cell.mkdir(parents=True, exist_ok=True)
-    argvs = commands(kind, spec, cell, [Path(p) for p in inputs], device)
-    t0 = time.perf_counter()
-    with open(cell / "log.txt", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        for argv in argvs:
-            print(f"$ {command_text(argv)}", flush=True)
-            rc = main(argv)
-            if rc != 0:
-                raise RuntimeError(f"{name}: `{command_text(argv)}` exited {rc}; see {cell / 'log.txt'}")
-    record = {"key": key, "name": name, "kind": kind, "spec": spec, "inputs": inputs,
-              "commands": [command_text(a) for a in argvs], "wall_s": time.perf_counter() - t0,
-              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "code_version": code_version()}
-    tmp = cell / (DONE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, cell / DONE)
-    return record
+    # One writer per cell: two benchmarks whose cells folders share a cell (arms linking one `cells/wm`),
+    # or a killed benchmark's worker still finishing the cell its rerun starts, would write one
+    # folder at once. The second waits, then takes the first one's result.
+    with open(cell / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = _finished(cell, key)
+        if done is not None:
+            return done
+        argvs = commands(kind, spec, cell, [Path(p) for p in inputs], device)
+        t0 = time.perf_counter()
+        with open(cell / "log.txt", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            for argv in argvs:
+                print(f"$ {command_text(argv)}", flush=True)
+                rc = main(argv)
+                if rc != 0:
+                    raise RuntimeError(f"{name}: `{command_text(argv)}` exited {rc}; see {cell / 'log.txt'}")
+        record = {"key": key, "name": name, "kind": kind, "spec": spec, "inputs": inputs,
+                  "commands": [command_text(a) for a in argvs], "wall_s": time.perf_counter() - t0,
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "code_version": code_version()}
+        tmp = cell / (DONE + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, cell / DONE)
+        return record
+
+
+def _finished(cell: Path, key: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads((cell / DONE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return record if record.get("key") == key else None
