@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["commands", "run_cell", "DONE", "OUTPUT"]
+__all__ = ["commands", "run_cell", "read_done", "DONE", "OUTPUT"]
 
 DONE = "done.json"
 # The artifact each kind leaves in its folder, and which later cells read.
@@ -101,8 +101,8 @@ def run_cell(kind: str, name: str, key: str, spec: dict[str, Any], folder: str, 
     # folder at once. The second waits, then takes the first one's result.
     with open(cell / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        done = _finished(cell, key)
-        if done is not None:
+        done = read_done(cell)
+        if done is not None and done.get("key") == key:
             return done
         argvs = commands(kind, spec, cell, [Path(p) for p in inputs], device)
         t0 = time.perf_counter()
@@ -121,9 +121,9 @@ def run_cell(kind: str, name: str, key: str, spec: dict[str, Any], folder: str, 
         return record
 
 
-def _finished(cell: Path, key: str) -> dict[str, Any] | None:
+def read_done(folder: Path) -> dict[str, Any] | None:
+    """A cell's done record, or None while it has none (or a half-written one)."""
     try:
-        record = json.loads((cell / DONE).read_text())
+        return json.loads((folder / DONE).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    return record if record.get("key") == key else None

@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from vlsafe.benchmark.cells import OUTPUT
+from vlsafe.benchmark.cells import OUTPUT, read_done
 from vlsafe.benchmark.grid import Cell
-from vlsafe.benchmark.runner import read_done
 from vlsafe.evaluation.compare import _episode
 from vlsafe.evaluation.evaluate import bootstrap_ci, paired_difference
 from vlsafe.evaluation.metrics import METRICS, aggregate

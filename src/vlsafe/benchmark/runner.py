@@ -9,24 +9,16 @@ settings must not leak into the next).
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from vlsafe.benchmark.cells import DONE, run_cell
+from vlsafe.benchmark.cells import read_done, run_cell
 from vlsafe.benchmark.grid import Cell
 
 __all__ = ["GridResult", "run_grid", "read_done"]
-
-
-def read_done(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((folder / DONE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 class GridResult:
