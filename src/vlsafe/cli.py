@@ -174,7 +174,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     from vlsafe.data.collect import collect, with_preset
 
     fields = {"task": args.task, "backend": args.backend, "seed_start": args.seed_start,
-              "workers": args.workers, "bev_size": args.bev_size, "task_overrides": tuple(args.set)}
+              "workers": args.workers, "bev_size": args.bev_size, "task_overrides": tuple(args.set),
+              "expert_labels": args.expert_labels}
     if args.mixture:
         fields["mixture"] = args.mixture
     if args.steps or args.episodes:  # an explicit size replaces the preset's
@@ -417,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed-start", type=int, default=0)
     c.add_argument("--workers", type=int, default=1)
     c.add_argument("--bev-size", type=int, default=64)
+    c.add_argument("--expert-labels", action="store_true",
+                   help="also record the expert's action at every state (for train-policy --set policy.action_labels=expert)")
     c.add_argument("--out", help="dataset folder (default data/<task>@<backend>-<preset>)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TaskConfig override")
     _cluster_args(c)

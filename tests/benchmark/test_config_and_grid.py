@@ -60,6 +60,12 @@ def test_a_data_mixture_is_a_new_dataset_and_the_default_keeps_the_keys():
     data = next(c for c in mixed if c.kind == "data")
     argv = commands(data.kind, data.spec, Path("/x"), [])[0]
     assert argv[argv.index("--mixture") + 1] == "expert:0.75,noisy:0.25"
+    labelled = expand(resolve_benchmark("smoke", ["data.expert_labels=true"]))
+    assert all("expert_labels" not in c.spec for c in base + mixed)
+    assert all(x.key != y.key for x, y in zip(base, labelled))
+    data = next(c for c in labelled if c.kind == "data")
+    assert "--expert-labels" in commands(data.kind, data.spec, Path("/x"), [])[0]
+    assert "--expert-labels" not in commands(data.kind, base[0].spec, Path("/x"), [])[0]
 
 
 def test_left_turn_records_its_own_mixture_by_default_and_the_global_one_when_asked():

@@ -178,3 +178,30 @@ def test_resume_after_sigkill_gives_the_same_episodes(tmp_path):
     for seed in a:
         assert np.array_equal(a[seed].bev, b[seed].bev) and np.array_equal(a[seed].action, b[seed].action)
     assert not list((killed / "episodes").glob(".tmp-*"))
+
+
+def test_expert_labels_record_the_experts_action_without_changing_the_drive(tiny, tmp_path):
+    """`collect --expert-labels` asks the expert at every state the episode's own driver reaches:
+    the episodes are the ones recorded without it (same actions, frames, rewards), the expert's
+    episodes are their own labels, and where a noisy or reckless driver drives the label is often
+    another action than the one taken. A subset keeps the labels; a dataset without them has none."""
+    from vlsafe.data.subset import make_subset
+
+    store = collect(CollectConfig(**TINY, expert_labels=True), tmp_path / "ds", log=lambda *_: None)
+    assert store.manifest()["expert_labels"] is True and "expert_labels" not in tiny.manifest()["identity"]["collect"]
+    differ = {}
+    for entry in store.entries():
+        seed = int(entry["seed"])
+        ep, plain = store.read(seed), tiny.read(seed)
+        assert plain.expert_action is None
+        np.testing.assert_array_equal(ep.action, plain.action)
+        np.testing.assert_array_equal(ep.bev, plain.bev)
+        np.testing.assert_array_equal(ep.reward, plain.reward)
+        assert ep.expert_action.shape == ep.action.shape and ep.expert_action.dtype == ep.action.dtype
+        differ[ep.behaviour] = differ.get(ep.behaviour, 0) + int((ep.expert_action != ep.action).sum())
+    assert differ.get("expert") == 0, differ
+    assert sum(n for b, n in differ.items() if b != "expert") >= 5, differ
+    sub = make_subset(store.root, 0.5, tmp_path / "sub")
+    assert sub.manifest()["expert_labels"] is True
+    assert all(sub.read(int(e["seed"])).expert_action is not None for e in sub.entries())
+    assert not store.verify()

@@ -34,7 +34,7 @@ def world_model(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("policy")
     cfg = CollectConfig(task="four-lane", backend="highway", episodes=10, max_steps=60, mixture="expert:0.5,reckless:0.5",
-                        task_overrides=("traffic_density=0.3", "terminate_on_collision=false"))
+                        task_overrides=("traffic_density=0.3", "terminate_on_collision=false"), expert_labels=True)
     store = collect(cfg, root / "ds", log=lambda *_: None)
     # drive-clip-v1, not the default (v2): on AVX2 kernels (tests/conftest.py) this test's 300-update
     # learner drives to return 142.0 / CR 0.00 on v1 labels and -1308.7 / 0.25 on v2's (measured
@@ -492,3 +492,48 @@ def test_a_run_that_stops_before_the_actor_starts_says_so(world_model, tmp_path)
     lines.clear()
     fit(world_model, tmp_path / "long", small(steps=21), log=lines.append)
     assert lines and not any("untrained" in line for line in lines)
+
+
+def test_expert_action_labels_teach_the_clone_the_experts_action_where_another_driver_drove(world_model, tmp_path):
+    """`policy.action_labels=expert`: π̂_b fits the expert's action at every data state (`collect
+    --expert-labels`), so where the fixture's reckless drivers drove, the clone gives the expert's
+    action more probability, and the reckless one less, than the clone of the recorded actions
+    does (training episodes, states where the two differ). A dataset without the labels is
+    refused in one line naming its manifest."""
+    import shutil
+
+    logp = {}
+    for labels in ("recorded", "expert"):
+        torch.manual_seed(0)
+        fit(world_model, tmp_path / labels, small("bc", steps=151, **{"policy.bc_steps": 150,
+                                                                     "policy.action_labels": labels}), **QUIET)
+        policy, _ = load_policy(tmp_path / labels)
+        conf = json.loads((world_model / "config.json").read_text())
+        store = EpisodeStore(conf["data"])
+        seeds = [int(e["seed"]) for e in store.entries() if int(e["seed"]) not in set(conf["held_out_seeds"])]
+        torch.manual_seed(0)
+        data = start_states(policy.world_model, store, seeds, expert_actions=True)
+        other = data["has_next"] & (data["expert_action"] != data["action"])
+        with torch.no_grad():
+            lp = policy.learner.behaviour.dist(policy.world_model.feat(data)[other]).logits.log_softmax(-1)
+        rows = torch.arange(int(other.sum()))
+        logp[labels] = (lp[rows, data["expert_action"][other].long()].mean().item(),
+                        lp[rows, data["action"][other].long()].mean().item())
+    assert int(other.sum()) >= 50
+    assert logp["expert"][0] > logp["recorded"][0] + 1.0, logp  # the expert's action: more likely
+    assert logp["expert"][1] < logp["recorded"][1] - 1.0, logp  # the reckless driver's: less
+
+    conf = json.loads((world_model / "config.json").read_text())
+    plain = tmp_path / "plain-ds"
+    shutil.copytree(conf["data"], plain)
+    man = json.loads((plain / "manifest.json").read_text())
+    man.pop("expert_labels")
+    (plain / "manifest.json").write_text(json.dumps(man))
+    shutil.copytree(world_model, tmp_path / "wm-plain")
+    (tmp_path / "wm-plain" / "config.json").write_text(json.dumps({**conf, "data": str(plain)}))
+    with pytest.raises(ConfigError, match=r"manifest.json: policy.action_labels=expert needs .*--expert-labels"):
+        fit(tmp_path / "wm-plain", tmp_path / "refused", small("bc", steps=2, **{"policy.action_labels": "expert"}),
+            **QUIET)
+    assert not (tmp_path / "refused").exists()
+    with pytest.raises(ConfigError, match="policy.action_labels: expected recorded or expert"):
+        small(**{"policy.action_labels": "clone"})

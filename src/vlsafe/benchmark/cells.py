@@ -41,6 +41,7 @@ def commands(kind: str, spec: dict[str, Any], folder: Path, inputs: list[Path], 
         cmd += ["--mixture", spec.get("mixture", DEFAULT_MIXTURE)]
         for o in spec["task_overrides"]:
             cmd += ["--set", o]
+        cmd += ["--expert-labels"] if spec.get("expert_labels") else []
         return [cmd]
     if kind == "subset":
         label = ["label", out, "--threads", "1", "--prompts", spec["prompts"], "--model", spec["label_model"]]

@@ -45,6 +45,8 @@ class DataStage:
     # behaviour mixture of the recorded episodes, e.g. expert:0.75,noisy:0.25; empty: the task's own
     # (experts.behaviours.default_mixture)
     mixture: str = ""
+    # record the expert's action at every state (collect --expert-labels), for policy.action_labels=expert
+    expert_labels: bool = False
     subset_seed: int = 0  # the permutation that draws the nested trajectory subsets
 
 

@@ -68,7 +68,9 @@ def _grid(cfg: BenchmarkConfig) -> list[Cell]:
         # before the field; a task whose default is another mixture (left-turn) gets it named
         mixture = cfg.data.mixture or default_mixture(task, cfg.backend)
         named = parse_mixture(mixture) != parse_mixture(DEFAULT_MIXTURE)
-        data = Cell("data", f"data/{tb}", {**spec, "mixture": mixture} if named else spec)
+        spec = {**spec, "mixture": mixture} if named else spec
+        # also named only when on, for the same reason
+        data = Cell("data", f"data/{tb}", {**spec, "expert_labels": True} if cfg.data.expert_labels else spec)
         offline = [m for m in cfg.methods if m not in ONLINE_LIBRARY]
         if offline:
             cells.append(data)

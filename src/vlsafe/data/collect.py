@@ -54,6 +54,9 @@ class CollectConfig:
     # world model then sees unsafe frames; 0 reproduces the datasets made before this field
     steps_after_crash: int = 30
     task_overrides: tuple[str, ...] = field(default_factory=tuple)
+    # also record, at every step, the action the noise-free expert would take there (Episode.expert_action):
+    # for `policy.action_labels=expert`, a clone that learns the way back from the other drivers' mistakes
+    expert_labels: bool = False
 
     def validate(self) -> None:
         if (self.steps > 0) == (self.episodes > 0):
@@ -83,10 +86,11 @@ class CollectConfig:
 _ENV = None
 _STORE: EpisodeStore | None = None
 _MIXTURE: dict[str, float] = {}
+_EXPERT_LABELS = False
 
 
-def _init_worker(task_cfg_json: str, root: str, mixture: str) -> None:
-    global _ENV, _STORE, _MIXTURE
+def _init_worker(task_cfg_json: str, root: str, mixture: str, expert_labels: bool = False) -> None:
+    global _ENV, _STORE, _MIXTURE, _EXPERT_LABELS
     import cv2
 
     cv2.setNumThreads(1)  # one process per core: library thread pools would only fight over the cores
@@ -97,19 +101,25 @@ def _init_worker(task_cfg_json: str, root: str, mixture: str) -> None:
     _ENV = DrivingEnv(from_dict(TaskConfig, json.loads(task_cfg_json)))
     _STORE = EpisodeStore(root)
     _MIXTURE = parse_mixture(mixture)
+    _EXPERT_LABELS = expert_labels
 
 
 def _collect_one(seed: int) -> dict[str, Any]:
     assert _ENV is not None and _STORE is not None, "worker not initialised"
     behaviour = pick_behaviour(_MIXTURE, seed)
     driver = make_driver(behaviour, seed)
+    # the expert asked at every state the episode's own driver reaches (it reads the scene, never
+    # drives); the expert behaviour is its own label
+    shadow = make_driver("expert", seed) if _EXPERT_LABELS and behaviour != "expert" else None
     rec = EpisodeRecorder(seed, behaviour, _ENV.dt)
     obs, info = _ENV.reset(seed=seed)
     rec.start(obs, info)
     while True:
+        expert = shadow.act(_ENV) if shadow is not None else None
         action = driver.act(_ENV)
         obs, reward, terminated, truncated, info = _ENV.step(action)
-        rec.add(action, obs, reward, terminated, truncated, info)
+        rec.add(action, obs, reward, terminated, truncated, info,
+                expert_action=action if _EXPERT_LABELS and shadow is None else expert)
         if terminated or truncated:
             break
     return _STORE.write(rec.finish())
@@ -120,6 +130,8 @@ def _identity(cfg: CollectConfig, task_cfg) -> dict[str, Any]:
     """What must match for a resumed run to continue an existing dataset."""
     ident = to_dict(cfg)
     ident.pop("workers")
+    if not ident["expert_labels"]:  # datasets from before the field keep the identity they were made with
+        ident.pop("expert_labels")
     return {"collect": ident, "task": to_dict(task_cfg)}
 
 
@@ -206,7 +218,8 @@ def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = pr
     from vlsafe.cluster import worker_pool
 
     with _single_threaded_children(), worker_pool(
-            cluster, cfg.workers, _init_worker, (json.dumps(to_dict(task_cfg)), str(store.root.resolve()), cfg.mixture),
+            cluster, cfg.workers, _init_worker, (json.dumps(to_dict(task_cfg)), str(store.root.resolve()), cfg.mixture,
+                                                cfg.expert_labels),
             address=address) as pool:
         pending: dict[Any, int] = {}
         while _prefix_complete(cfg, done) is None:
@@ -252,7 +265,8 @@ def collect(cfg: CollectConfig, out: str | Path, log: Callable[[str], None] = pr
     store.write_manifest({
         "stage": "collect", "identity": ident, "complete": True, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "code_version": _code_version(), "task": ident["task"], "mixture": parse_mixture(cfg.mixture),
-        "seeds": [keep[0], keep[-1]], "bev_size": task_cfg.observation.bev.size, "dt": _dt(store, keep[0]),
+        "seeds": [keep[0], keep[-1]],
+        "expert_labels": cfg.expert_labels, "bev_size": task_cfg.observation.bev.size, "dt": _dt(store, keep[0]),
         "totals": {"episodes": len(entries), "steps": sum(e["steps"] for e in entries),
                    "bytes": sum(e["bytes"] for e in entries)},
         "episodes": entries,

@@ -82,6 +82,8 @@ class EpisodeStore:
                                                     shuffle=hdf5plugin.Blosc.NOSHUFFLE))
                 for name in _ARRAYS[1:]:
                     f.create_dataset(name, data=getattr(ep, name), compression="gzip", compression_opts=4)
+                if ep.expert_action is not None:
+                    f.create_dataset("expert_action", data=ep.expert_action, compression="gzip", compression_opts=4)
                 g = f.create_group("signals")
                 for name, arr in ep.signals.items():
                     g.create_dataset(name, data=arr)
@@ -179,6 +181,8 @@ class EpisodeStore:
         with self.open(seed) as f:
             try:
                 arrays = {name: f[name][()] for name in _ARRAYS}
+                if "expert_action" in f:
+                    arrays["expert_action"] = f["expert_action"][()]
                 signals = {name: f["signals"][name][()] for name in f["signals"]}
                 attrs = dict(f.attrs)
             except KeyError as err:
@@ -227,6 +231,7 @@ class EpisodeStore:
         try:
             with self.open(int(entry["seed"])) as f:
                 fields = {name: f[name] for name in _ARRAYS} | {f"signals/{k}": f["signals"][k] for k in f["signals"]}
+                fields |= {"expert_action": f["expert_action"]} if "expert_action" in f else {}
                 shape = f["bev"].shape
                 for name, ds in fields.items():
                     if name == "bev" or ds.dtype.kind != "f":

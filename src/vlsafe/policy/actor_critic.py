@@ -101,6 +101,11 @@ class PolicyConfig:
     # the actor and π̂_b also read the 8 nearest cars of the real state (CARS_COLUMNS: position,
     # velocity and heading relative to the ego), whose motion one frame does not show
     cars_input: bool = False
+    # which action at each data state π̂_b and the AWR actor fit: the one "recorded" (the episode's
+    # driver, noisy and reckless ones included), or the "expert"'s at that state (DART-style
+    # relabelling: the clone learns the way back from states the expert itself never drives into).
+    # The advantage weight stays the recorded transition's; needs `collect --expert-labels` data
+    action_labels: str = "recorded"
     adv_norm: str = "separate"  # A_r and A_c each on its own scale ("separate") or the earlier "shared" scaling
     horizon: int = 5  # imagined steps under the actor; the actor and critics learn on those states too
     discount_horizon: float = 100.0  # γ = 1 - 1/discount_horizon
@@ -157,6 +162,8 @@ class PolicyConfig:
                               f"{self.actor_input!r}, {self.value_input!r}")
         if self.critics not in ("auto", "always"):
             raise ConfigError(f"policy.critics: expected auto or always, got {self.critics!r}")
+        if self.action_labels not in ("recorded", "expert"):
+            raise ConfigError(f"policy.action_labels: expected recorded or expert, got {self.action_labels!r}")
         if self.adv_norm not in ("separate", "shared"):
             raise ConfigError(f"policy.adv_norm: expected separate or shared, got {self.adv_norm!r}")
         if not 0 < self.expectile < 1 or self.discount_horizon < 1 or not (self.cost_horizon == 0 or self.cost_horizon >= 1):
@@ -437,10 +444,11 @@ class ImaginationLearner(nn.Module):
                 p = self.p_safe(world_model, data_feat)
 
         # -- behaviour head π̂_b: the data's actions, then frozen (a fixed anchor and fixed V targets) --
+        label = batch["expert_action"] if cfg.action_labels == "expert" else batch["action"]
         if actor_on:
             bc_loss = torch.zeros((), device=data_feat.device)
         else:
-            bc_loss = -self.behaviour.dist(data_in).log_prob(self._action_input(batch["action"])).mean()
+            bc_loss = -self.behaviour.dist(data_in).log_prob(self._action_input(label)).mean()
 
         # -- the weight on the data's own actions, advantages from their real returns (AWR) --
         v_mc = self.baseline(data_feat, vector)
@@ -453,7 +461,7 @@ class ImaginationLearner(nn.Module):
             logp = self._log_probs(imagined["feat"], imagined["acts"])
             actor_loss = actor_loss - (imagined["log_target"].exp() * logp).sum(-1).mean()
         if actor_on and cfg.extraction in ("awr", "both"):
-            logp_data = self.actor.dist(data_in).log_prob(self._action_input(batch["action"]))
+            logp_data = self.actor.dist(data_in).log_prob(self._action_input(label))
             valid = batch["has_next"].float()
             actor_loss = actor_loss - (w_data * logp_data * valid).sum() / valid.sum().clamp(min=1.0)
 

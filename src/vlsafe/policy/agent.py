@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from vlsafe.data.cost_source import reward_without_crash, vlm_cost
-from vlsafe.data.store import EpisodeStore
+from vlsafe.data.store import DatasetError, EpisodeStore
 from vlsafe.policy.actor_critic import Actor
 from vlsafe.policy.objective import discounted_returns
 from vlsafe.worldmodel.rssm import WorldModel, symlog
@@ -23,7 +23,8 @@ __all__ = ["start_states", "POSTERIORS", "DrivingAgent", "load_driver"]
 @torch.no_grad()
 def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk: int = 8,
                  gamma: float = 0.99, cost_gamma: float | None = None,
-                 collision_scale: float = 0.0, p_safe: dict[int, np.ndarray] | None = None) -> dict[str, torch.Tensor]:
+                 collision_scale: float = 0.0, p_safe: dict[int, np.ndarray] | None = None,
+                 expert_actions: bool = False) -> dict[str, torch.Tensor]:
     """Posterior states (M, ...) of every step of the given episodes, with the dataset transition
     that left each one: `action`, `reward`, `cost`, `done` (the episode terminated there),
     `has_next` (False on an episode's last state), `next` (index of the following state), and
@@ -35,6 +36,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     `policy.cars_input`).
     `p_safe` (episode seed -> frame-aligned labels): the cost is the VLM's 1 − p(safe) instead of
     the recorded one (vlsafe.data.cost_source, a world model trained with cost_source=vlm).
+    `expert_actions`: also `expert_action`, the expert's action at each state (`collect --expert-labels`).
 
     The world model is frozen while the policy learns, so these are computed once per run
     instead of re-encoding frames at every update (the encoder is most of the cost on a CPU).
@@ -43,7 +45,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     A = model.config.action_dim
     device = next(model.parameters()).device
     out: dict[str, list] = {k: [] for k in ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "next",
-                                            "return_reward", "return_cost", "vector")}
+                                            "return_reward", "return_cost", "vector", "expert_action")}
     base = 0
     g_cost = gamma if cost_gamma is None else cost_gamma
     for i in range(0, len(seeds), chunk):
@@ -71,6 +73,10 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
             T = e.steps
             pad = lambda a, fill=0: np.concatenate([a, np.full((1,) + a.shape[1:], fill, a.dtype)])  # noqa: E731
             out["action"].append(torch.as_tensor(pad(e.action)))
+            if expert_actions:
+                if e.expert_action is None:
+                    raise DatasetError(f"{store.path(seed)}: no expert_action (recorded without collect --expert-labels)")
+                out["expert_action"].append(torch.as_tensor(pad(e.expert_action)))
             out["vector"].append(symlog(torch.as_tensor(e.vector, dtype=torch.float32)))
             reward = e.reward
             if collision_scale > 0:
@@ -84,7 +90,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
             out["return_reward"].append(torch.as_tensor(pad(discounted_returns(reward, e.terminated, gamma))).float())
             out["return_cost"].append(torch.as_tensor(pad(discounted_returns(cost, e.terminated, g_cost))).float())
             base += T + 1
-    return {k: torch.cat(v) for k, v in out.items()}
+    return {k: torch.cat(v) for k, v in out.items() if v}
 
 
 POSTERIORS = ("mode", "sample")

@@ -155,6 +155,16 @@ def _stop_unless_finite(row: dict, rk: Ranks, out: Path, step: int, metrics_log,
     raise NonFiniteError(f"{out}: {bad[0]} is {values[bad[0]]} at update {step}; stopped, {kept}")
 
 
+def _refuse_missing_inputs(policy: PolicyConfig, wm: WorldModel, wm_run: Path, store: EpisodeStore) -> None:
+    """A setting that reads what the world model or the dataset does not hold, refused before any work."""
+    if policy.uncertainty > 0 and not wm.config.ensemble:
+        raise ConfigError(f"{wm_run}: policy.uncertainty > 0 needs a world model with an ensemble "
+                          f"(train-wm --set model.ensemble=5); this one has none")
+    if policy.action_labels == "expert" and not store.manifest().get("expert_labels"):
+        raise ConfigError(f"{store.manifest_path}: policy.action_labels=expert needs the expert's action at every "
+                          f"state, and this dataset was recorded without it (collect --expert-labels)")
+
+
 def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, device: str = "cpu",
         log: Callable[[str], None] = print) -> Policy:
     wm_run, out = Path(world_model_run), Path(out)
@@ -169,9 +179,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     p_safe = training_labels(store, run_label_choice(wm_conf)) if cost_source == "vlm" else None
     scale = 0.0 if cfg.policy.collision_reward and cost_source == "simulator" else collision_scale(
         store, task, "cost_source=vlm" if cost_source == "vlm" else "policy.collision_reward=false")
-    if cfg.policy.uncertainty > 0 and not wm.config.ensemble:
-        raise ConfigError(f"{wm_run}: policy.uncertainty > 0 needs a world model with an ensemble "
-                          f"(train-wm --set model.ensemble=5); this one has none")
+    _refuse_missing_inputs(cfg.policy, wm, wm_run, store)
     rk = ranks(device)
     if cfg.starts % rk.world:
         raise ConfigError(f"train-policy: starts {cfg.starts} (the global batch) must divide by the {rk.world} ranks")
@@ -197,7 +205,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     with torch.random.fork_rng(devices=[]):  # the same posterior samples in a fresh and a resumed run
         torch.manual_seed(cfg.seed)
         data = start_states(world, store, seeds, gamma=cfg.policy.gamma, cost_gamma=cfg.policy.cost_gamma,
-                            collision_scale=scale, p_safe=p_safe)
+                            collision_scale=scale, p_safe=p_safe, expert_actions=cfg.policy.action_labels == "expert")
     data = {k: v.to(device) for k, v in data.items()}
     M = len(data["deter"])
     # fixed return scales: the critics regress returns / scale, so that a crash (−390) and an
@@ -215,6 +223,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
             f"copy after update {cfg.policy.bc_steps}, so this run's actor stays untrained (it drives nowhere)")
     keys = ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "return_reward", "return_cost")
     keys += ("vector",) if cfg.policy.vector_columns else ()  # only an actor that reads it pays for the gather
+    keys += ("expert_action",) if cfg.policy.action_labels == "expert" else ()
     metrics_log = MetricsLog(out) if rk.main else NullLog()
     loss_fn = None
     if rk.distributed:  # DDP averages the gradients; the learner's batch statistics are ranks' means
