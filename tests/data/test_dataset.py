@@ -185,6 +185,7 @@ def test_expert_labels_record_the_experts_action_without_changing_the_drive(tiny
     the episodes are the ones recorded without it (same actions, frames, rewards), the expert's
     episodes are their own labels, and where a noisy or reckless driver drives the label is often
     another action than the one taken. A subset keeps the labels; a dataset without them has none."""
+    from vlsafe.data.minari_io import export_minari, import_minari
     from vlsafe.data.subset import make_subset
 
     store = collect(CollectConfig(**TINY, expert_labels=True), tmp_path / "ds", log=lambda *_: None)
@@ -205,3 +206,9 @@ def test_expert_labels_record_the_experts_action_without_changing_the_drive(tiny
     assert sub.manifest()["expert_labels"] is True
     assert all(sub.read(int(e["seed"])).expert_action is not None for e in sub.entries())
     assert not store.verify()
+    export_minari(store, tmp_path / "minari", "vlsafe/labelled-v0")
+    back = import_minari("vlsafe/labelled-v0", tmp_path / "minari", tmp_path / "back")
+    assert back.manifest()["expert_labels"] is True
+    for entry in store.entries():
+        seed = int(entry["seed"])
+        np.testing.assert_array_equal(back.read(seed).expert_action, store.read(seed).expert_action)

@@ -122,6 +122,8 @@ def export_minari(store: EpisodeStore, out_root: str | Path, dataset_id: str | N
         zero = np.zeros(1, np.float32)
         infos = {"cost": np.concatenate([zero, ep.cost])}
         infos.update({k: np.concatenate([zero, ep.signals[k]]) for k in SIGNALS if k in ep.signals})
+        if ep.expert_action is not None:  # `collect --expert-labels`: T+1 rows as infos are, a blank reset row first
+            infos["expert_action"] = np.concatenate([np.zeros_like(ep.expert_action[:1]), ep.expert_action])
         if ep.seed in p_safe:
             infos["p_safe"] = np.asarray(p_safe[ep.seed], np.float32)  # per observation: already T+1 rows
         buffers.append(EpisodeBuffer(id=i, seed=ep.seed, observations={"bev": ep.bev, "vector": ep.vector},
@@ -177,11 +179,13 @@ def import_minari(dataset_id: str, root: str | Path, out: str | Path, dt: float 
                 raise DatasetError(f"{dataset_id}: expected observations {{bev, vector}} and infos['cost'] "
                                    f"(a vlsafe export), got observation keys {got}")
             signals = {k: np.asarray(ep.infos[k][1:], np.float32) for k in SIGNALS if k in ep.infos}
+            action = np.asarray(ep.actions)
+            expert = np.asarray(ep.infos["expert_action"][1:]).astype(action.dtype) if "expert_action" in ep.infos else None
             seed = int(meta["seed"]) if meta.get("seed") is not None else int(ep.id)
             episodes.append(Episode(
                 seed=seed, map_seed=int(meta.get("map_seed", -1)), behaviour=str(meta.get("behaviour", "imported")),
                 dt=step_dt, bev=np.asarray(obs["bev"], np.uint8), vector=np.asarray(obs["vector"], np.float32),
-                action=np.asarray(ep.actions), reward=np.asarray(ep.rewards, np.float32),
+                action=action, expert_action=expert, reward=np.asarray(ep.rewards, np.float32),
                 cost=np.asarray(ep.infos["cost"][1:], np.float32), terminated=np.asarray(ep.terminations, bool),
                 truncated=np.asarray(ep.truncations, bool), signals=signals))
     seeds = [e.seed for e in episodes]
@@ -191,6 +195,7 @@ def import_minari(dataset_id: str, root: str | Path, out: str | Path, dt: float 
     store.write_manifest({"stage": "import", "source": {"minari_id": dataset_id, "root": str(root)}, "complete": True,
                           "task": extra.get("task", {}), "bev_size": int(episodes[0].bev.shape[1]) if episodes else None,
                           "dt": step_dt, "seeds": [min(seeds), max(seeds)] if seeds else [],
+                          "expert_labels": bool(episodes) and all(e.expert_action is not None for e in episodes),
                           "totals": {"episodes": len(entries), "steps": sum(e["steps"] for e in entries),
                                      "bytes": sum(e["bytes"] for e in entries)},
                           "episodes": entries})
