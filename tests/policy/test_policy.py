@@ -54,13 +54,13 @@ def small(method="vl-safe", **kw):
     return resolve_config(method, over + [f"{k}={v}" for k, v in kw.items()])
 
 
-def dataset_feats(world_model, policy: Policy, held_out: bool = False) -> torch.Tensor:
+def dataset_feats(world_model, policy: Policy, held_out: bool = False, **kw) -> torch.Tensor:
     conf = json.loads((world_model / "config.json").read_text())
     store = EpisodeStore(conf["data"])
     held = set(conf["held_out_seeds"])
     seeds = [int(e["seed"]) for e in store.entries() if (int(e["seed"]) in held) == held_out]
     torch.manual_seed(0)  # posterior samples: the same states whatever ran before
-    data = start_states(policy.world_model, store, seeds)
+    data = start_states(policy.world_model, store, seeds, **kw)
     return policy.world_model.feat(data), data
 
 
@@ -508,14 +508,10 @@ def test_expert_action_labels_teach_the_clone_the_experts_action_where_another_d
         fit(world_model, tmp_path / labels, small("bc", steps=151, **{"policy.bc_steps": 150,
                                                                      "policy.action_labels": labels}), **QUIET)
         policy, _ = load_policy(tmp_path / labels)
-        conf = json.loads((world_model / "config.json").read_text())
-        store = EpisodeStore(conf["data"])
-        seeds = [int(e["seed"]) for e in store.entries() if int(e["seed"]) not in set(conf["held_out_seeds"])]
-        torch.manual_seed(0)
-        data = start_states(policy.world_model, store, seeds, expert_actions=True)
+        feats, data = dataset_feats(world_model, policy, expert_actions=True)
         other = data["has_next"] & (data["expert_action"] != data["action"])
         with torch.no_grad():
-            lp = policy.learner.behaviour.dist(policy.world_model.feat(data)[other]).logits.log_softmax(-1)
+            lp = policy.learner.behaviour.dist(feats[other]).logits.log_softmax(-1)
         rows = torch.arange(int(other.sum()))
         logp[labels] = (lp[rows, data["expert_action"][other].long()].mean().item(),
                         lp[rows, data["action"][other].long()].mean().item())

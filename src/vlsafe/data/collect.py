@@ -118,8 +118,8 @@ def _collect_one(seed: int) -> dict[str, Any]:
         expert = shadow.act(_ENV) if shadow is not None else None
         action = driver.act(_ENV)
         obs, reward, terminated, truncated, info = _ENV.step(action)
-        rec.add(action, obs, reward, terminated, truncated, info,
-                expert_action=action if _EXPERT_LABELS and shadow is None else expert)
+        label = (expert if shadow is not None else action) if _EXPERT_LABELS else None
+        rec.add(action, obs, reward, terminated, truncated, info, expert_action=label)
         if terminated or truncated:
             break
     return _STORE.write(rec.finish())

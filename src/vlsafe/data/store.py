@@ -29,6 +29,7 @@ __all__ = ["DatasetError", "DatasetMismatchError", "EpisodeStore", "episode_file
 
 FRAME_CHUNK = 16  # frames per compressed chunk of the image array
 _ARRAYS = ("bev", "vector", "action", "reward", "cost", "terminated", "truncated")
+_OPTIONAL = ("expert_action",)  # arrays an episode may lack (None): written, read and checked where present
 
 
 class DatasetError(ValueError):
@@ -80,10 +81,9 @@ class EpisodeStore:
                 f.create_dataset("bev", data=ep.bev, chunks=chunk,
                                  **hdf5plugin.Blosc(cname="lz4", clevel=compression_level,
                                                     shuffle=hdf5plugin.Blosc.NOSHUFFLE))
-                for name in _ARRAYS[1:]:
-                    f.create_dataset(name, data=getattr(ep, name), compression="gzip", compression_opts=4)
-                if ep.expert_action is not None:
-                    f.create_dataset("expert_action", data=ep.expert_action, compression="gzip", compression_opts=4)
+                for name in _ARRAYS[1:] + _OPTIONAL:
+                    if getattr(ep, name) is not None:
+                        f.create_dataset(name, data=getattr(ep, name), compression="gzip", compression_opts=4)
                 g = f.create_group("signals")
                 for name, arr in ep.signals.items():
                     g.create_dataset(name, data=arr)
@@ -180,9 +180,7 @@ class EpisodeStore:
         path = self.path(seed)
         with self.open(seed) as f:
             try:
-                arrays = {name: f[name][()] for name in _ARRAYS}
-                if "expert_action" in f:
-                    arrays["expert_action"] = f["expert_action"][()]
+                arrays = {name: f[name][()] for name in _ARRAYS} | {n: f[n][()] for n in _OPTIONAL if n in f}
                 signals = {name: f["signals"][name][()] for name in f["signals"]}
                 attrs = dict(f.attrs)
             except KeyError as err:
@@ -230,8 +228,8 @@ class EpisodeStore:
         path = self.root / entry["file"]
         try:
             with self.open(int(entry["seed"])) as f:
-                fields = {name: f[name] for name in _ARRAYS} | {f"signals/{k}": f["signals"][k] for k in f["signals"]}
-                fields |= {"expert_action": f["expert_action"]} if "expert_action" in f else {}
+                fields = {name: f[name] for name in _ARRAYS} | {n: f[n] for n in _OPTIONAL if n in f}
+                fields |= {f"signals/{k}": f["signals"][k] for k in f["signals"]}
                 shape = f["bev"].shape
                 for name, ds in fields.items():
                     if name == "bev" or ds.dtype.kind != "f":
