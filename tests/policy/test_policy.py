@@ -310,6 +310,52 @@ def test_vector_inputs_are_read_on_data_and_in_the_simulator(world_model, tmp_pa
             small("lagrangian", **{f"policy.{flag}": "true"})
 
 
+def test_standardised_vector_columns_use_the_training_datas_statistics(world_model, tmp_path):
+    """`policy.vector_scale=route`: the actor, π̂_b and V_b read each route column shifted and scaled
+    by its mean and deviation over the training states, the cars' columns as stored (`standard`:
+    every column; `symlog`, the default: none). The statistics are saved with the policy, so the
+    simulator sees the same scale; π̂_b still learns the data's actions from them."""
+    from vlsafe.envs.observation import CARS_COLUMNS, ROUTE_COLUMNS
+    from vlsafe.policy.agent import DrivingAgent
+
+    modes = {m: small("bc", **{"policy.ego_input": "true", "policy.cars_input": "true", "policy.vector_scale": m}).policy
+             for m in ("symlog", "standard", "route")}
+    assert not any(modes["symlog"].standardised_columns) and all(modes["standard"].standardised_columns)
+    assert modes["route"].standardised_columns == (True,) * len(ROUTE_COLUMNS) + (False,) * len(CARS_COLUMNS)
+    assert small("bc", **{"policy.ego_input": "true"}).policy.vector_scale == "symlog"
+    with pytest.raises(ConfigError, match="policy.vector_scale"):
+        small("bc", **{"policy.vector_scale": "zscore"})
+
+    torch.manual_seed(0)
+    over = {"policy.ego_input": "true", "policy.cars_input": "true", "policy.bc_steps": 100, "policy.vector_scale": "route"}
+    fit(world_model, tmp_path / "std", small("bc", steps=101, **over), **QUIET)
+    policy, conf = load_policy(tmp_path / "std")
+    actor, behaviour = policy.learner.actor, policy.learner.behaviour
+    cols, R = list(actor.columns), len(ROUTE_COLUMNS)
+    _, train = dataset_feats(world_model, policy)
+    x = train["vector"][:, cols]
+    for net in (actor, behaviour):
+        assert net.standardise
+        np.testing.assert_allclose(net.column_loc[:R].numpy(), x[:, :R].mean(0).numpy(), atol=1e-5)
+        np.testing.assert_allclose(net.column_scale[:R].numpy(), x[:, :R].std(0).clamp(min=0.01).numpy(), atol=1e-5)
+        assert (net.column_loc[R:] == 0).all() and (net.column_scale[R:] == 1).all()
+    z = actor.scaled_columns(x)
+    # route columns that vary (and are not clipped at 10 deviations): mean 0, deviation 1 on the training states
+    moving = (x[:, :R].std(0) > 0.01) & (z[:, :R].abs() < 10).all(0)
+    assert moving.sum() >= R // 2 and z.abs().max() <= 10
+    np.testing.assert_allclose(z[:, :R][:, moving].mean(0).numpy(), 0, atol=1e-4)
+    np.testing.assert_allclose(z[:, :R][:, moving].std(0).numpy(), 1, atol=1e-3)
+    assert torch.equal(z[:, R:], x[:, R:].clamp(-10, 10))
+    feats, held = dataset_feats(world_model, policy, held_out=True)
+    with torch.no_grad():
+        pb = behaviour.dist(torch.cat([feats, held["vector"][:, cols]], -1)).probs
+    nll = -pb[torch.arange(len(pb)), held["action"].long()].log()[held["has_next"]].mean().item()
+    assert nll < math.log(15) - 0.5, nll
+    env = make_env(conf["task"])
+    assert run_episode(env, DrivingAgent(policy.world_model, actor), seed=900).metrics.steps > 0
+    env.close()
+
+
 def test_the_awr_baseline_reads_the_vector_the_actor_reads(world_model, tmp_path):
     """V_b, the baseline of the AWR advantage, reads the same vector columns as the actor (a gap in
     traffic is then the state's value, not the action's advantage): it reads them, it learns (its

@@ -101,6 +101,11 @@ class PolicyConfig:
     # the actor and π̂_b also read the 8 nearest cars of the real state (CARS_COLUMNS: position,
     # velocity and heading relative to the ego), whose motion one frame does not show
     cars_input: bool = False
+    # how those columns reach the actor, π̂_b and V_b: "symlog" (as stored: the route's lateral
+    # places / 32 m, so the decimetres that keep a car on its lane are ~0.01) or "standard" (symlog,
+    # then each column shifted and scaled by its mean and standard deviation over the training data)
+    # or "route" (only the route's columns standardised, the cars' as stored)
+    vector_scale: str = "symlog"
     # which action at each data state π̂_b and the AWR actor fit: the one "recorded" (the episode's
     # driver, noisy and reckless ones included), or the "expert"'s at that state (DART-style
     # relabelling: the clone learns the way back from states the expert itself never drives into).
@@ -164,6 +169,8 @@ class PolicyConfig:
             raise ConfigError(f"policy.critics: expected auto or always, got {self.critics!r}")
         if self.action_labels not in ("recorded", "expert"):
             raise ConfigError(f"policy.action_labels: expected recorded or expert, got {self.action_labels!r}")
+        if self.vector_scale not in ("symlog", "standard", "route"):
+            raise ConfigError(f"policy.vector_scale: expected symlog, standard or route, got {self.vector_scale!r}")
         if self.adv_norm not in ("separate", "shared"):
             raise ConfigError(f"policy.adv_norm: expected separate or shared, got {self.adv_norm!r}")
         if not 0 < self.expectile < 1 or self.discount_horizon < 1 or not (self.cost_horizon == 0 or self.cost_horizon >= 1):
@@ -186,6 +193,12 @@ class PolicyConfig:
     def vector_columns(self) -> tuple[int, ...]:
         """The vector observation's columns the actor and π̂_b read beside the latent (`ego_input`, `cars_input`)."""
         return (ROUTE_COLUMNS if self.ego_input else ()) + (CARS_COLUMNS if self.cars_input else ())
+
+    @property
+    def standardised_columns(self) -> tuple[bool, ...]:
+        """Per vector column the actor reads: whether it is standardised (`vector_scale`)."""
+        return tuple(self.vector_scale == "standard" or (self.vector_scale == "route" and c in ROUTE_COLUMNS)
+                     for c in self.vector_columns)
 
     @property
     def gamma(self) -> float:
@@ -233,16 +246,39 @@ class Actor(nn.Module):
     episodes, on z_t alone in 12% (README)."""
 
     def __init__(self, feat: int, action_dim: int, discrete: bool, hidden: int, layers: int, unimix: float,
-                 skip: int = 0, columns: tuple[int, ...] = ()):
+                 skip: int = 0, columns: tuple[int, ...] = (), standardise: bool = False):
         """`columns`: the input ends with those columns of the (symlog) vector observation after the
-        world model's features."""
+        world model's features; `standardise`: they are first shifted and scaled by the buffers
+        `column_loc`, `column_scale` (the training data's statistics, `set_column_stats`)."""
         super().__init__()
         self.discrete, self.action_dim, self.unimix, self.skip = discrete, action_dim, unimix, skip
         self.columns = tuple(columns)
+        self.standardise = standardise and bool(self.columns)
+        if self.standardise:
+            self.register_buffer("column_loc", torch.zeros(len(self.columns)))
+            self.register_buffer("column_scale", torch.ones(len(self.columns)))
         self.net = mlp(feat + len(self.columns) - skip, hidden, action_dim if discrete else 2 * action_dim, layers)
 
+    def set_column_stats(self, columns: torch.Tensor, which: torch.Tensor | None = None) -> None:
+        """Mean and standard deviation (floored at 0.01) of the symlog columns over the training data;
+        `which` (bool per column): only those are standardised, the others read as stored."""
+        which = torch.ones(len(self.columns), dtype=torch.bool) if which is None else which.to(torch.bool)
+        which = which.to(self.column_loc.device)
+        self.column_loc.copy_(torch.where(which, columns.mean(0), 0.0))
+        self.column_scale.copy_(torch.where(which, columns.std(0).clamp(min=0.01), 1.0))
+
+    def scaled_columns(self, columns: torch.Tensor) -> torch.Tensor:
+        """The symlog columns as this actor reads them (standardised, clipped at 10 deviations, if asked)."""
+        if not self.standardise:
+            return columns
+        return ((columns - self.column_loc) / self.column_scale).clamp(-10, 10)
+
     def dist(self, feat: torch.Tensor) -> torch.distributions.Distribution:
-        out = self.net(feat[..., self.skip:] if self.skip else feat)
+        x = feat[..., self.skip:] if self.skip else feat
+        if self.standardise:
+            k = len(self.columns)
+            x = torch.cat([x[..., :-k], self.scaled_columns(x[..., -k:])], -1)
+        out = self.net(x)
         if self.discrete:
             probs = (1 - self.unimix) * out.softmax(-1) + self.unimix / self.action_dim
             return torch.distributions.OneHotCategorical(probs=probs)
@@ -274,8 +310,9 @@ class ImaginationLearner(nn.Module):
         h, n = cfg.hidden, cfg.layers
         skip = deter if cfg.actor_input == "stoch" else 0
         cols = cfg.vector_columns
-        self.actor = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, cols)
-        self.behaviour = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, cols)
+        standard = cfg.vector_scale != "symlog"
+        self.actor = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, cols, standard)
+        self.behaviour = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, cols, standard)
         self.q = mlp(feat + action_dim, h, 3, n)
         self.v = mlp(feat, h, 3, n)
         self.slow_v = copy.deepcopy(self.v).requires_grad_(False)
@@ -334,7 +371,7 @@ class ImaginationLearner(nn.Module):
         """V_b(s) = (reward, cost) returns on the fixed scales, on the input `value_input` names
         and `columns`, the symlog vector's `value_columns` (None when the actor reads no vector)."""
         x = feat[..., self.value_skip:] if self.value_skip else feat
-        return self.v_mc(x if columns is None else torch.cat([x, columns], -1))
+        return self.v_mc(x if columns is None else torch.cat([x, self.actor.scaled_columns(columns)], -1))
 
     def set_scales(self, reward: float, cost: float) -> None:
         self.scales.copy_(torch.tensor([reward, cost], dtype=self.scales.dtype))
