@@ -13,12 +13,13 @@ import numpy as np
 
 from vlsafe.envs.scene import Route, Vehicles
 
-__all__ = ["VECTOR_SIZE", "EGO_SIZE", "ROUTE_COLUMNS", "CARS_COLUMNS", "vector_space", "vector_observation",
+__all__ = ["VECTOR_SIZE", "EGO_SIZE", "SPEED_COLUMNS", "ROUTE_COLUMNS", "CARS_COLUMNS", "vector_space", "vector_observation",
            "LOOKAHEAD_M", "NEAREST_K"]
 
 LOOKAHEAD_M = (5.0, 10.0, 20.0, 30.0)
 NEAREST_K = 8
 EGO_SIZE = 6 + 2 * len(LOOKAHEAD_M)  # the ego's kinematics and route: the vector without the other cars
+SPEED_COLUMNS = (0, 1, 2)  # the ego's speed, and its velocity along and across the route
 # the ego floats that place the car on its route, without its speed: lane offset, heading error, the route ahead
 ROUTE_COLUMNS = tuple(range(3, EGO_SIZE))
 VECTOR_SIZE = EGO_SIZE + 7 * NEAREST_K

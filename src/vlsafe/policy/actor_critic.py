@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlsafe.config import ConfigError
-from vlsafe.envs.observation import CARS_COLUMNS, ROUTE_COLUMNS
+from vlsafe.envs.observation import CARS_COLUMNS, ROUTE_COLUMNS, SPEED_COLUMNS
 from vlsafe.policy.objective import (
     AugmentedLagrangian,
     PercentileNorm,
@@ -98,6 +98,9 @@ class PolicyConfig:
     # Only for an actor that never acts on imagined states (AWR without imagined critics: vl-safe,
     # dreamer-offline, bc)
     ego_input: bool = False
+    # the actor and π̂_b also read the car's own speed (SPEED_COLUMNS: speed, velocity along and
+    # across the route), without which they cannot tell whether to brake for a bend ahead
+    speed_input: bool = False
     # the actor and π̂_b also read the 8 nearest cars of the real state (CARS_COLUMNS: position,
     # velocity and heading relative to the ego), whose motion one frame does not show
     cars_input: bool = False
@@ -185,14 +188,16 @@ class PolicyConfig:
         if self.beta1 < 0 or self.beta2 < 0 or self.adv_floor <= 0:
             raise ConfigError("policy: need beta1, beta2 >= 0 and adv_floor > 0")
         if self.vector_columns and self.imagined_critics:
-            raise ConfigError(f"policy.ego_input, policy.cars_input: the vector exists on the data's states only; "
+            raise ConfigError("policy.ego_input, policy.speed_input, policy.cars_input: the vector exists on the data's "
+                              "states only; "
                               f"method {self.method} "
                               f"(extraction {self.extraction}) acts on imagined states, which have none")
 
     @property
     def vector_columns(self) -> tuple[int, ...]:
         """The vector observation's columns the actor and π̂_b read beside the latent (`ego_input`, `cars_input`)."""
-        return (ROUTE_COLUMNS if self.ego_input else ()) + (CARS_COLUMNS if self.cars_input else ())
+        return ((SPEED_COLUMNS if self.speed_input else ()) + (ROUTE_COLUMNS if self.ego_input else ())
+                + (CARS_COLUMNS if self.cars_input else ()))
 
     @property
     def standardised_columns(self) -> tuple[bool, ...]:
