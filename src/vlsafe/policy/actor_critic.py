@@ -195,7 +195,8 @@ class PolicyConfig:
 
     @property
     def vector_columns(self) -> tuple[int, ...]:
-        """The vector observation's columns the actor and π̂_b read beside the latent (`ego_input`, `cars_input`)."""
+        """The vector observation's columns the actor and π̂_b read beside the latent (`speed_input`,
+        `ego_input`, `cars_input`)."""
         return ((SPEED_COLUMNS if self.speed_input else ()) + (ROUTE_COLUMNS if self.ego_input else ())
                 + (CARS_COLUMNS if self.cars_input else ()))
 
@@ -251,24 +252,25 @@ class Actor(nn.Module):
     episodes, on z_t alone in 12% (README)."""
 
     def __init__(self, feat: int, action_dim: int, discrete: bool, hidden: int, layers: int, unimix: float,
-                 skip: int = 0, columns: tuple[int, ...] = (), standardise: bool = False):
+                 skip: int = 0, columns: tuple[int, ...] = (), standardised: tuple[bool, ...] = ()):
         """`columns`: the input ends with those columns of the (symlog) vector observation after the
-        world model's features; `standardise`: they are first shifted and scaled by the buffers
-        `column_loc`, `column_scale` (the training data's statistics, `set_column_stats`)."""
+        world model's features; `standardised` (one flag per column): those are first shifted and
+        scaled by the buffers `column_loc`, `column_scale` (the training data's statistics,
+        `set_column_stats`), the others read as stored."""
         super().__init__()
         self.discrete, self.action_dim, self.unimix, self.skip = discrete, action_dim, unimix, skip
         self.columns = tuple(columns)
-        self.standardise = standardise and bool(self.columns)
+        self.standardised = tuple(standardised) or (False,) * len(self.columns)
+        self.standardise = any(self.standardised)
         if self.standardise:
             self.register_buffer("column_loc", torch.zeros(len(self.columns)))
             self.register_buffer("column_scale", torch.ones(len(self.columns)))
         self.net = mlp(feat + len(self.columns) - skip, hidden, action_dim if discrete else 2 * action_dim, layers)
 
-    def set_column_stats(self, columns: torch.Tensor, which: torch.Tensor | None = None) -> None:
-        """Mean and standard deviation (floored at 0.01) of the symlog columns over the training data;
-        `which` (bool per column): only those are standardised, the others read as stored."""
-        which = torch.ones(len(self.columns), dtype=torch.bool) if which is None else which.to(torch.bool)
-        which = which.to(self.column_loc.device)
+    def set_column_stats(self, columns: torch.Tensor) -> None:
+        """Mean and standard deviation (floored at 0.01) of the standardised symlog columns over the
+        training data (location 0, scale 1 for the others)."""
+        which = torch.tensor(self.standardised, device=self.column_loc.device)
         self.column_loc.copy_(torch.where(which, columns.mean(0), 0.0))
         self.column_scale.copy_(torch.where(which, columns.std(0).clamp(min=0.01), 1.0))
 
@@ -315,9 +317,9 @@ class ImaginationLearner(nn.Module):
         h, n = cfg.hidden, cfg.layers
         skip = deter if cfg.actor_input == "stoch" else 0
         cols = cfg.vector_columns
-        standard = cfg.vector_scale != "symlog"
-        self.actor = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, cols, standard)
-        self.behaviour = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, cols, standard)
+        standardised = cfg.standardised_columns
+        self.actor = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, cols, standardised)
+        self.behaviour = Actor(feat, action_dim, discrete, h, n, cfg.unimix, skip, cols, standardised)
         self.q = mlp(feat + action_dim, h, 3, n)
         self.v = mlp(feat, h, 3, n)
         self.slow_v = copy.deepcopy(self.v).requires_grad_(False)

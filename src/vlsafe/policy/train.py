@@ -215,9 +215,8 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     learner.set_scales(scale_r, scale_c)
     if learner.actor.standardise:  # the same statistics for the actor, π̂_b and V_b, saved with them
         cols = data["vector"][:, list(learner.actor.columns)]
-        which = torch.tensor(cfg.policy.standardised_columns)
-        learner.actor.set_column_stats(cols, which)
-        learner.behaviour.set_column_stats(cols, which)
+        learner.actor.set_column_stats(cols)
+        learner.behaviour.set_column_stats(cols)
     if cfg.policy.uncertainty > 0:
         learner.u_data.fill_(_data_disagreement(world, learner, data))
         log(f"  ensemble disagreement on the data's transitions: {float(learner.u_data):.4f} (u_data)")
