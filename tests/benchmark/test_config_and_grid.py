@@ -25,6 +25,8 @@ from vlsafe.data.subset import subset_seeds
     ("device=gpu", "device: expected cpu, cuda or cuda:N"),
     ("gpus_per_cell=0", "gpus_per_cell: expected a number in (0, 8]"),
     ("data.mixture=expert:0.75,nosy:0.25", "mixture: unknown behaviour 'nosy'"),
+    ("data.steps=-5", "data.steps: expected >= 0"),
+    ("data.steps=500", "data.steps, data.episodes: give at most one"),  # smoke's data has episodes=6
 ])
 def test_bad_config_is_refused_in_one_line(override, words):
     with pytest.raises(ConfigError, match=None) as err:
@@ -66,6 +68,11 @@ def test_a_data_mixture_is_a_new_dataset_and_the_default_keeps_the_keys():
     data = next(c for c in labelled if c.kind == "data")
     assert "--expert-labels" in commands(data.kind, data.spec, Path("/x"), [])[0]
     assert "--expert-labels" not in commands(data.kind, base[0].spec, Path("/x"), [])[0]
+    sized = expand(resolve_benchmark("smoke", ["data.episodes=0", "data.steps=900"]))
+    assert all("steps" not in c.spec for c in base if c.kind == "data")
+    assert all(x.key != y.key for x, y in zip(base, sized))
+    argv = commands("data", next(c for c in sized if c.kind == "data").spec, Path("/x"), [])[0]
+    assert argv[argv.index("--steps") + 1] == "900" and "--episodes" not in argv
 
 
 def test_left_turn_records_its_own_mixture_by_default_and_the_global_one_when_asked():

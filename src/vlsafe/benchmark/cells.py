@@ -35,6 +35,7 @@ def commands(kind: str, spec: dict[str, Any], folder: Path, inputs: list[Path], 
         cmd = ["collect", "--task", spec["task"], "--backend", spec["backend"], "--preset", spec["preset"],
                "--seed-start", str(spec["seed_start"]), "--workers", str(spec["workers"]), "--out", out]
         cmd += ["--episodes", str(spec["episodes"])] if spec["episodes"] else []
+        cmd += ["--steps", str(spec["steps"])] if spec.get("steps") else []
         from vlsafe.experts.behaviours import DEFAULT_MIXTURE
 
         # always named: a cell keyed on the global default must not get a task's own default

@@ -39,6 +39,7 @@ ACTOR_MODES = ("greedy", "sampled")
 class DataStage:
     preset: str = "small"  # vlsafe collect --preset (tiny, small, full)
     episodes: int = 0  # > 0: exactly this many episodes instead of the preset's size
+    steps: int = 0  # > 0: collect until this many steps instead of the preset's size (a dataset-size study)
     seed_start: int = 0
     workers: int = 1  # collect's own processes inside the cell
     task_overrides: tuple[str, ...] = ()  # TaskConfig overrides of the recorded task, e.g. max_steps=80
@@ -131,7 +132,8 @@ class BenchmarkConfig:
                             ("baseline.online_steps", self.baseline.online_steps)):
             if value < 1:
                 raise ConfigError(f"{name}: expected >= 1, got {value}")
-        for name, value in (("data.episodes", self.data.episodes), ("data.seed_start", self.data.seed_start),
+        for name, value in (("data.episodes", self.data.episodes), ("data.steps", self.data.steps),
+                            ("data.seed_start", self.data.seed_start),
                             ("eval.seed_start", self.eval.seed_start), ("baseline.offline_steps", self.baseline.offline_steps)):
             if value < 0:
                 raise ConfigError(f"{name}: expected >= 0, got {value}")
@@ -141,6 +143,8 @@ class BenchmarkConfig:
     def _check_data(self) -> None:
         if self.data.workers < 1:
             raise ConfigError(f"data.workers: expected >= 1, got {self.data.workers}")
+        if self.data.steps and self.data.episodes:
+            raise ConfigError(f"data.steps, data.episodes: give at most one, got {self.data.steps} and {self.data.episodes}")
         if self.data.mixture:
             from vlsafe.experts.behaviours import parse_mixture
 

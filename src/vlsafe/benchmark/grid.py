@@ -69,6 +69,7 @@ def _grid(cfg: BenchmarkConfig) -> list[Cell]:
         mixture = cfg.data.mixture or default_mixture(task, cfg.backend)
         named = parse_mixture(mixture) != parse_mixture(DEFAULT_MIXTURE)
         spec = {**spec, "mixture": mixture} if named else spec
+        spec = {**spec, "steps": cfg.data.steps} if cfg.data.steps else spec  # named only when set, as above
         # also named only when on, for the same reason
         data = Cell("data", f"data/{tb}", {**spec, "expert_labels": True} if cfg.data.expert_labels else spec)
         offline = [m for m in cfg.methods if m not in ONLINE_LIBRARY]
