@@ -275,7 +275,7 @@ def test_vector_inputs_are_read_on_data_and_in_the_simulator(world_model, tmp_pa
     the data's actions from them (held-out episodes, better than the uniform guess); the saved
     policy drives in the simulator from the env's vector; a method that acts on imagined states,
     which have no vector, is refused."""
-    from vlsafe.envs.observation import CARS_COLUMNS, ROUTE_COLUMNS, VECTOR_SIZE
+    from vlsafe.envs.observation import APPROACH_COLUMNS, CARS_COLUMNS, ROUTE_COLUMNS, VECTOR_SIZE
     from vlsafe.policy.agent import DrivingAgent
     from vlsafe.worldmodel.rssm import symlog
 
@@ -285,7 +285,7 @@ def test_vector_inputs_are_read_on_data_and_in_the_simulator(world_model, tmp_pa
     fit(world_model, tmp_path / "vec", cfg, **QUIET)
     policy, conf = load_policy(tmp_path / "vec")
     feats, data = dataset_feats(world_model, policy, held_out=True)
-    assert data["vector"].shape == (len(feats), VECTOR_SIZE)
+    assert data["vector"].shape == (len(feats), VECTOR_SIZE + len(APPROACH_COLUMNS))  # the stored 70, then the derived
     cols = list(cfg.policy.vector_columns)
     inputs = torch.cat([feats, data["vector"][:, cols]], -1)
     with torch.no_grad():
@@ -305,7 +305,7 @@ def test_vector_inputs_are_read_on_data_and_in_the_simulator(world_model, tmp_pa
         agent.act(env.bev_frame(), True)
     env.close()
     np.testing.assert_allclose(symlog(torch.full((VECTOR_SIZE,), np.e - 1))[[0, 5]], np.ones(2), rtol=1e-6)
-    for flag in ("ego_input", "speed_input", "cars_input"):
+    for flag in ("ego_input", "speed_input", "cars_input", "approach_input"):
         with pytest.raises(ConfigError, match=flag):
             small("lagrangian", **{f"policy.{flag}": "true"})
 
@@ -315,16 +315,20 @@ def test_standardised_vector_columns_use_the_training_datas_statistics(world_mod
     by its mean and deviation over the training states, the speed's and the cars' columns as stored
     (`standard`: every column; `symlog`, the default: none). The statistics are saved with the policy,
     so the simulator sees the same scale; π̂_b still learns the data's actions from them.
-    `policy.speed_input` adds the car's speed to what they read."""
-    from vlsafe.envs.observation import CARS_COLUMNS, ROUTE_COLUMNS, SPEED_COLUMNS
+    `policy.speed_input` adds the car's speed to what they read, `policy.approach_input` the derived
+    columns of when and how close each car passes (computed from the stored vector on both sides)."""
+    from vlsafe.envs.observation import APPROACH_COLUMNS, CARS_COLUMNS, ROUTE_COLUMNS, SPEED_COLUMNS, VECTOR_SIZE, with_approach
     from vlsafe.policy.agent import DrivingAgent
+    from vlsafe.worldmodel.rssm import symlog
 
-    vec = {"policy.speed_input": "true", "policy.ego_input": "true", "policy.cars_input": "true"}
+    vec = {"policy.speed_input": "true", "policy.ego_input": "true", "policy.cars_input": "true",
+           "policy.approach_input": "true"}
     modes = {m: small("bc", **vec, **{"policy.vector_scale": m}).policy for m in ("symlog", "standard", "route")}
-    assert modes["route"].vector_columns == SPEED_COLUMNS + ROUTE_COLUMNS + CARS_COLUMNS
+    assert modes["route"].vector_columns == SPEED_COLUMNS + ROUTE_COLUMNS + CARS_COLUMNS + APPROACH_COLUMNS
     assert not any(modes["symlog"].standardised_columns) and all(modes["standard"].standardised_columns)
     S, R = len(SPEED_COLUMNS), len(ROUTE_COLUMNS)
-    assert modes["route"].standardised_columns == (False,) * S + (True,) * R + (False,) * len(CARS_COLUMNS)
+    assert modes["route"].standardised_columns == \
+        (False,) * S + (True,) * R + (False,) * (len(CARS_COLUMNS) + len(APPROACH_COLUMNS))
     assert small("bc", **{"policy.ego_input": "true"}).policy.vector_scale == "symlog"
     with pytest.raises(ConfigError, match="policy.vector_scale"):
         small("bc", **{"policy.vector_scale": "zscore"})
@@ -335,9 +339,14 @@ def test_standardised_vector_columns_use_the_training_datas_statistics(world_mod
     policy, conf = load_policy(tmp_path / "std")
     actor, behaviour = policy.learner.actor, policy.learner.behaviour
     cols, route = list(actor.columns), slice(S, S + R)
-    assert cols == list(SPEED_COLUMNS + ROUTE_COLUMNS + CARS_COLUMNS)
+    assert cols == list(SPEED_COLUMNS + ROUTE_COLUMNS + CARS_COLUMNS + APPROACH_COLUMNS)
     _, train = dataset_feats(world_model, policy)
     x = train["vector"][:, cols]
+    # the approach columns the actor trained on are those with_approach derives from the stored vector
+    stored = train["vector"][:, :VECTOR_SIZE].sign() * torch.expm1(train["vector"][:, :VECTOR_SIZE].abs())  # symexp
+    np.testing.assert_allclose(x[:, -len(APPROACH_COLUMNS):].numpy(),
+                               symlog(torch.as_tensor(with_approach(stored.numpy())))[:, list(APPROACH_COLUMNS)].numpy(),
+                               atol=1e-4)
     as_stored = torch.ones(len(cols), dtype=torch.bool)
     as_stored[route] = False
     for net in (actor, behaviour):

@@ -4,6 +4,10 @@ Layout (70 floats): ego [speed, v_par, v_perp, lane_offset, sin(heading error), 
 error)] / 10 for speeds; route look-ahead points at 5, 10, 20, 30 m in the ego frame / 32 m
 (8); the 8 nearest other vehicles, each [present, forward, left, v_forward, v_left,
 cos(dh), sin(dh)] with positions / 32 m and velocities / 10 m/s, nearest first, zero-padded (56).
+
+`with_approach` appends what a learner would otherwise have to compute from those columns: per
+car, when and how close it passes the ego if both keep their velocities (18 floats, derived, never
+stored: datasets keep the 70).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import numpy as np
 
 from vlsafe.envs.scene import Route, Vehicles
 
-__all__ = ["VECTOR_SIZE", "EGO_SIZE", "SPEED_COLUMNS", "ROUTE_COLUMNS", "CARS_COLUMNS", "vector_space", "vector_observation",
+__all__ = ["VECTOR_SIZE", "APPROACH_COLUMNS", "APPROACH_HORIZON_S", "with_approach",
+           "EGO_SIZE", "SPEED_COLUMNS", "ROUTE_COLUMNS", "CARS_COLUMNS", "vector_space", "vector_observation",
            "LOOKAHEAD_M", "NEAREST_K"]
 
 LOOKAHEAD_M = (5.0, 10.0, 20.0, 30.0)
@@ -24,6 +29,33 @@ SPEED_COLUMNS = (0, 1, 2)  # the ego's speed, and its velocity along and across 
 ROUTE_COLUMNS = tuple(range(3, EGO_SIZE))
 VECTOR_SIZE = EGO_SIZE + 7 * NEAREST_K
 CARS_COLUMNS = tuple(range(EGO_SIZE, VECTOR_SIZE))  # the nearest cars, relative to the ego
+APPROACH_HORIZON_S = 6.0
+# columns of the vector extended by `with_approach`: per car (nearest first) the time of closest
+# approach / horizon and the distance then / 32 m; then the same two for the car that comes closest
+APPROACH_COLUMNS = tuple(range(VECTOR_SIZE, VECTOR_SIZE + 2 * NEAREST_K + 2))
+
+
+def with_approach(vector: np.ndarray) -> np.ndarray:
+    """The stored vector(s) (..., 70) with the 18 approach floats appended (..., 88).
+
+    A car that keeps its velocity relative to the ego is nearest it at t* = −(r·Δv)/|Δv|²
+    (clipped to [0, APPROACH_HORIZON_S]), at a distance d = |r + Δv t*|. A car the ego will meet
+    in a junction 30 m ahead has a small d long before it is near; the expert yields on that
+    (on lane-following predictions, experts/prediction.py), and a clone fed only r and Δv had to
+    learn the product from a few hundred episodes. No car: t* and d read 1 (far, late).
+    """
+    v = np.asarray(vector, np.float32)
+    cars = v[..., EGO_SIZE:VECTOR_SIZE].reshape(v.shape[:-1] + (NEAREST_K, 7))
+    present = cars[..., 0] > 0.5
+    r, dv = cars[..., 1:3] * 32.0, cars[..., 3:5] * 10.0
+    t = np.clip(-(r * dv).sum(-1) / np.maximum((dv ** 2).sum(-1), 1e-6), 0.0, APPROACH_HORIZON_S)
+    d = np.linalg.norm(r + dv * t[..., None], axis=-1)
+    t_n = np.where(present, t / APPROACH_HORIZON_S, 1.0)
+    d_n = np.where(present, np.minimum(d, 32.0) / 32.0, 1.0)
+    k = np.argmin(d_n, axis=-1)[..., None]
+    closest = np.concatenate([np.take_along_axis(t_n, k, -1), np.take_along_axis(d_n, k, -1)], -1)
+    per_car = np.stack([t_n, d_n], -1).reshape(v.shape[:-1] + (2 * NEAREST_K,))
+    return np.concatenate([v, per_car, closest], -1).astype(np.float32)
 
 
 def vector_space() -> gym.spaces.Box:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from vlsafe.data.cost_source import reward_without_crash, vlm_cost
 from vlsafe.data.store import DatasetError, EpisodeStore
+from vlsafe.envs.observation import with_approach
 from vlsafe.policy.actor_critic import Actor
 from vlsafe.policy.objective import discounted_returns
 from vlsafe.worldmodel.rssm import WorldModel, symlog
@@ -77,7 +78,8 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
                 if e.expert_action is None:
                     raise DatasetError(f"{store.path(seed)}: no expert_action (recorded without collect --expert-labels)")
                 out["expert_action"].append(torch.as_tensor(pad(e.expert_action)))
-            out["vector"].append(symlog(torch.as_tensor(e.vector, dtype=torch.float32)))
+            # extended by the derived approach columns, so that every actor column indexes the same array
+            out["vector"].append(symlog(torch.as_tensor(with_approach(e.vector))))
             reward = e.reward
             if collision_scale > 0:
                 reward = reward_without_crash(reward, e.signals["speed"], e.signals["collision"], collision_scale)
@@ -143,7 +145,8 @@ class DrivingAgent:
             if vector is None:
                 raise ValueError("this actor reads the vector observation (policy.ego_input, policy.cars_input): "
                                  "pass the vector observation")
-            feat = torch.cat([feat, symlog(vector[:, list(self.actor.columns)])], -1)
+            extended = torch.as_tensor(with_approach(vector.cpu().numpy()), device=self.device)
+            feat = torch.cat([feat, symlog(extended[:, list(self.actor.columns)])], -1)
         a = self.actor.mode(feat) if self.greedy else self.actor.sample(feat)
         self.prev = a
         if self.actor.discrete:
