@@ -39,3 +39,5 @@ def test_receding_and_late_cars_and_batches():
     np.testing.assert_allclose(out[0, VECTOR_SIZE:VECTOR_SIZE + 2], [0.0, 8.0 / 32], atol=1e-6)
     np.testing.assert_allclose(out[1, VECTOR_SIZE:VECTOR_SIZE + 2], [1.0, 1.0], atol=1e-6)  # 40 m caps at 32
     np.testing.assert_array_equal(out[2, VECTOR_SIZE:], 1.0)
+    no_vector = np.zeros((5, 0), np.float32)  # a dataset recorded without the vector observation
+    assert with_approach(no_vector).shape == (5, 0)

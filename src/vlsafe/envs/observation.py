@@ -42,9 +42,12 @@ def with_approach(vector: np.ndarray) -> np.ndarray:
     (clipped to [0, APPROACH_HORIZON_S]), at a distance d = |r + Δv t*|. A car the ego will meet
     in a junction 30 m ahead has a small d long before it is near; the expert yields on that
     (on lane-following predictions, experts/prediction.py), and a clone fed only r and Δv had to
-    learn the product from a few hundred episodes. No car: t* and d read 1 (far, late).
+    learn the product from a few hundred episodes. No car: t* and d read 1 (far, late). A vector
+    of another width (a dataset recorded without the vector observation has 0) is returned as it is.
     """
     v = np.asarray(vector, np.float32)
+    if v.shape[-1] != VECTOR_SIZE:
+        return v
     cars = v[..., EGO_SIZE:VECTOR_SIZE].reshape(v.shape[:-1] + (NEAREST_K, 7))
     present = cars[..., 0] > 0.5
     r, dv = cars[..., 1:3] * 32.0, cars[..., 3:5] * 10.0
