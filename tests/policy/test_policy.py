@@ -275,7 +275,7 @@ def test_vector_inputs_are_read_on_data_and_in_the_simulator(world_model, tmp_pa
     the data's actions from them (held-out episodes, better than the uniform guess); the saved
     policy drives in the simulator from the env's vector; a method that acts on imagined states,
     which have no vector, is refused."""
-    from vlsafe.envs.observation import APPROACH_COLUMNS, CARS_COLUMNS, ROUTE_COLUMNS, VECTOR_SIZE
+    from vlsafe.envs.observation import CARS_COLUMNS, ROUTE_COLUMNS, VECTOR_SIZE
     from vlsafe.policy.agent import DrivingAgent
     from vlsafe.worldmodel.rssm import symlog
 
@@ -285,7 +285,7 @@ def test_vector_inputs_are_read_on_data_and_in_the_simulator(world_model, tmp_pa
     fit(world_model, tmp_path / "vec", cfg, **QUIET)
     policy, conf = load_policy(tmp_path / "vec")
     feats, data = dataset_feats(world_model, policy, held_out=True)
-    assert data["vector"].shape == (len(feats), VECTOR_SIZE + len(APPROACH_COLUMNS))  # the stored 70, then the derived
+    assert data["vector"].shape == (len(feats), VECTOR_SIZE)
     cols = list(cfg.policy.vector_columns)
     inputs = torch.cat([feats, data["vector"][:, cols]], -1)
     with torch.no_grad():
@@ -340,7 +340,7 @@ def test_standardised_vector_columns_use_the_training_datas_statistics(world_mod
     actor, behaviour = policy.learner.actor, policy.learner.behaviour
     cols, route = list(actor.columns), slice(S, S + R)
     assert cols == list(SPEED_COLUMNS + ROUTE_COLUMNS + CARS_COLUMNS + APPROACH_COLUMNS)
-    _, train = dataset_feats(world_model, policy)
+    _, train = dataset_feats(world_model, policy, approach=True)
     x = train["vector"][:, cols]
     # the approach columns the actor trained on are those with_approach derives from the stored vector
     stored = train["vector"][:, :VECTOR_SIZE].sign() * torch.expm1(train["vector"][:, :VECTOR_SIZE].abs())  # symexp
@@ -361,7 +361,7 @@ def test_standardised_vector_columns_use_the_training_datas_statistics(world_mod
     np.testing.assert_allclose(z[:, route][:, moving].mean(0).numpy(), 0, atol=1e-4)
     np.testing.assert_allclose(z[:, route][:, moving].std(0).numpy(), 1, atol=1e-3)
     assert torch.equal(z[:, as_stored], x[:, as_stored].clamp(-10, 10))
-    feats, held = dataset_feats(world_model, policy, held_out=True)
+    feats, held = dataset_feats(world_model, policy, held_out=True, approach=True)
     with torch.no_grad():
         pb = behaviour.dist(torch.cat([feats, held["vector"][:, cols]], -1)).probs
     nll = -pb[torch.arange(len(pb)), held["action"].long()].log()[held["has_next"]].mean().item()

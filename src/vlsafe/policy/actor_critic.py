@@ -192,10 +192,8 @@ class PolicyConfig:
             raise ConfigError("policy: need beta1, beta2 >= 0 and adv_floor > 0")
         if self.vector_columns and self.imagined_critics:
             raise ConfigError("policy.ego_input, policy.speed_input, policy.cars_input, policy.approach_input: the vector "
-                              "exists on the data's "
-                              "states only; "
-                              f"method {self.method} "
-                              f"(extraction {self.extraction}) acts on imagined states, which have none")
+                              f"exists on the data's states only; method {self.method} (extraction {self.extraction}) "
+                              "acts on imagined states, which have none")
 
     @property
     def vector_columns(self) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from vlsafe.data.cost_source import reward_without_crash, vlm_cost
 from vlsafe.data.store import DatasetError, EpisodeStore
-from vlsafe.envs.observation import with_approach
+from vlsafe.envs.observation import VECTOR_SIZE, with_approach
 from vlsafe.policy.actor_critic import Actor
 from vlsafe.policy.objective import discounted_returns
 from vlsafe.worldmodel.rssm import WorldModel, symlog
@@ -25,7 +25,7 @@ __all__ = ["start_states", "POSTERIORS", "DrivingAgent", "load_driver"]
 def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk: int = 8,
                  gamma: float = 0.99, cost_gamma: float | None = None,
                  collision_scale: float = 0.0, p_safe: dict[int, np.ndarray] | None = None,
-                 expert_actions: bool = False) -> dict[str, torch.Tensor]:
+                 expert_actions: bool = False, approach: bool = False) -> dict[str, torch.Tensor]:
     """Posterior states (M, ...) of every step of the given episodes, with the dataset transition
     that left each one: `action`, `reward`, `cost`, `done` (the episode terminated there),
     `has_next` (False on an episode's last state), `next` (index of the following state), and
@@ -38,6 +38,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     `p_safe` (episode seed -> frame-aligned labels): the cost is the VLM's 1 − p(safe) instead of
     the recorded one (vlsafe.data.cost_source, a world model trained with cost_source=vlm).
     `expert_actions`: also `expert_action`, the expert's action at each state (`collect --expert-labels`).
+    `approach`: `vector` extended by the derived approach columns (`policy.approach_input`).
 
     The world model is frozen while the policy learns, so these are computed once per run
     instead of re-encoding frames at every update (the encoder is most of the cost on a CPU).
@@ -78,8 +79,8 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
                 if e.expert_action is None:
                     raise DatasetError(f"{store.path(seed)}: no expert_action (recorded without collect --expert-labels)")
                 out["expert_action"].append(torch.as_tensor(pad(e.expert_action)))
-            # extended by the derived approach columns, so that every actor column indexes the same array
-            out["vector"].append(symlog(torch.as_tensor(with_approach(e.vector))))
+            vector = with_approach(e.vector) if approach else e.vector
+            out["vector"].append(symlog(torch.as_tensor(vector, dtype=torch.float32)))
             reward = e.reward
             if collision_scale > 0:
                 reward = reward_without_crash(reward, e.signals["speed"], e.signals["collision"], collision_scale)
@@ -120,6 +121,7 @@ class DrivingAgent:
         self.action_mode = "discrete" if actor.discrete else "continuous"
         self.p_safe, self.cost = 1.0, 0.0
         self.state = None
+        self.approach = any(c >= VECTOR_SIZE for c in actor.columns)  # reads `policy.approach_input`'s columns
 
     def reset(self) -> None:
         self.state, self.prev = None, torch.zeros(1, self.action_dim, device=self.device)
@@ -145,8 +147,9 @@ class DrivingAgent:
             if vector is None:
                 raise ValueError("this actor reads the vector observation (policy.ego_input, policy.cars_input): "
                                  "pass the vector observation")
-            extended = torch.as_tensor(with_approach(vector.cpu().numpy()), device=self.device)
-            feat = torch.cat([feat, symlog(extended[:, list(self.actor.columns)])], -1)
+            if self.approach:  # the derived columns after the stored ones, as the actor trained on them
+                vector = torch.as_tensor(with_approach(vector.cpu().numpy()), device=self.device)
+            feat = torch.cat([feat, symlog(vector[:, list(self.actor.columns)])], -1)
         a = self.actor.mode(feat) if self.greedy else self.actor.sample(feat)
         self.prev = a
         if self.actor.discrete:

@@ -205,7 +205,8 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     with torch.random.fork_rng(devices=[]):  # the same posterior samples in a fresh and a resumed run
         torch.manual_seed(cfg.seed)
         data = start_states(world, store, seeds, gamma=cfg.policy.gamma, cost_gamma=cfg.policy.cost_gamma,
-                            collision_scale=scale, p_safe=p_safe, expert_actions=cfg.policy.action_labels == "expert")
+                            collision_scale=scale, p_safe=p_safe, expert_actions=cfg.policy.action_labels == "expert",
+                            approach=cfg.policy.approach_input)
     data = {k: v.to(device) for k, v in data.items()}
     M = len(data["deter"])
     # fixed return scales: the critics regress returns / scale, so that a crash (−390) and an
