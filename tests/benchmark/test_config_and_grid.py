@@ -52,6 +52,24 @@ def test_keys_follow_the_config():
     assert not any(n.startswith("policy/") and "d3rlpy" in n for n in changed)
 
 
+def test_overrides_in_another_order_name_the_same_cells():
+    a = expand(resolve_benchmark("smoke", ["policy.overrides=eval_every=0,policy.beta1=2,policy.beta2=2"]))
+    b = expand(resolve_benchmark("smoke", ["policy.overrides=policy.beta2=2,eval_every=0,policy.beta1=2"]))
+    # a key given twice resolves to its last value, as the run itself reads it
+    c = expand(resolve_benchmark("smoke", ["policy.overrides=policy.beta1=5,policy.beta2=2,eval_every=0,policy.beta1=2"]))
+    assert [x.key for x in a] == [x.key for x in b] == [x.key for x in c]
+    d = expand(resolve_benchmark("smoke", ["policy.overrides=eval_every=0,policy.beta1=3,policy.beta2=2"]))
+    assert {x.name for x, y in zip(a, d) if x.key != y.key} == {x.name for x in a if x.kind in ("policy", "eval")
+                                                                 and "d3rlpy" not in x.name}
+    # the run gets every setting, once, with the value that was given last
+    from vlsafe.benchmark.cells import commands
+    pol = next(x for x in c if x.kind == "policy" and "d3rlpy" not in x.name)
+    argv = commands(pol.kind, pol.spec, Path("/x"), [Path("/w/wm/a")])[0]
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    assert "policy.beta1=2" in sets and "policy.beta2=2" in sets and "eval_every=0" in sets
+    assert "policy.beta1=5" not in sets
+
+
 def test_a_data_mixture_is_a_new_dataset_and_the_default_keeps_the_keys():
     from vlsafe.benchmark.cells import commands
 

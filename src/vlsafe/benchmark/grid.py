@@ -42,6 +42,14 @@ class Cell:
         return f"{self.kind}/{self.name.split('/', 1)[1].replace('/', '__')}-{self.key}"
 
 
+def _canonical(overrides) -> list[str]:
+    """Overrides as the run will resolve them: the last value of each key, keys in sorted order.
+    `a=1,b=2` and `b=2,a=1` configure the same run, so they must name the same cell; a list of one
+    keeps the key it always had."""
+    last = {o.split("=", 1)[0]: o for o in overrides}
+    return [last[k] for k in sorted(last)] if len(last) > 1 else list(last.values())
+
+
 def _fraction_name(f: float) -> str:
     return f"f{f:g}"
 
@@ -63,7 +71,7 @@ def _grid(cfg: BenchmarkConfig) -> list[Cell]:
         tb = f"{task}@{cfg.backend}"
         spec = {"task": task, "backend": cfg.backend, "preset": cfg.data.preset, "episodes": cfg.data.episodes,
                 "seed_start": cfg.data.seed_start, "workers": cfg.data.workers,
-                "task_overrides": list(cfg.data.task_overrides)}
+                "task_overrides": _canonical(cfg.data.task_overrides)}
         # named only when it is not the global default: those cells keep the keys (and caches) they had
         # before the field; a task whose default is another mixture (left-turn) gets it named
         mixture = cfg.data.mixture or default_mixture(task, cfg.backend)
@@ -85,7 +93,7 @@ def _grid(cfg: BenchmarkConfig) -> list[Cell]:
             wm = None
             if any(m in IN_HOUSE for m in offline):
                 wm = Cell("wm", f"wm/{tb}/{fname}", {"preset": cfg.world_model.preset, "steps": cfg.world_model.steps,
-                                                     "overrides": list(cfg.world_model.overrides)}, [sub])
+                                                     "overrides": _canonical(cfg.world_model.overrides)}, [sub])
                 cells.append(wm)
             for seed in cfg.seeds:
                 policies: dict[str, Cell] = {}
@@ -97,12 +105,12 @@ def _grid(cfg: BenchmarkConfig) -> list[Cell]:
                         continue
                     policies[m] = Cell("policy", f"policy/{tb}/{fname}/{m}/s{seed}",
                                        {"method": m, "seed": seed, "steps": cfg.policy.steps,
-                                        "overrides": list(cfg.policy.overrides)}, [wm])
+                                        "overrides": _canonical(cfg.policy.overrides)}, [wm])
                 for m in offline:
                     if m in OFFLINE_LIBRARY:
                         policies[m] = Cell("policy", f"policy/{tb}/{fname}/{m}/s{seed}",
                                            {"method": m, "algo": OFFLINE_LIBRARY[m], "seed": seed,
-                                            "steps": cfg.baseline.offline_steps, "overrides": list(cfg.baseline.overrides)},
+                                            "steps": cfg.baseline.offline_steps, "overrides": _canonical(cfg.baseline.overrides)},
                                            [sub])
                 cells.extend(policies.values())
                 for m in offline:
@@ -114,8 +122,8 @@ def _grid(cfg: BenchmarkConfig) -> list[Cell]:
             for seed in cfg.seeds:
                 pol = Cell("policy", f"policy/{tb}/online/{m}/s{seed}",
                            {"method": m, "algo": ONLINE_LIBRARY[m], "task": task, "backend": cfg.backend, "seed": seed,
-                            "steps": cfg.baseline.online_steps, "overrides": list(cfg.baseline.overrides),
-                            "task_overrides": list(cfg.data.task_overrides)})
+                            "steps": cfg.baseline.online_steps, "overrides": _canonical(cfg.baseline.overrides),
+                            "task_overrides": _canonical(cfg.data.task_overrides)})
                 cells.append(pol)
                 cells.extend(_evals(cfg, tb, "online", None, m, seed, pol))
     return cells
