@@ -131,13 +131,25 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
 
 
 def readme_commands() -> list[str]:
-    """Every `vlsafe ...` line of the README's bash blocks, its trailing comment removed."""
+    """Every `vlsafe ...` line of the README's bash blocks, its trailing comment removed, with the
+    block's own shell variables (`R="..."` lines before it) expanded as bash would."""
+    import re
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    blocks = [b.split("\n", 1)[1] for b in text.split("```bash")[1:]]
-    lines = [line for b in blocks for line in b.split("```", 1)[0].splitlines()]
-    return [line.split("  #", 1)[0].strip() for line in lines if line.startswith("vlsafe ")]
+    blocks = [b.split("\n", 1)[1].split("```", 1)[0] for b in text.split("```bash")[1:]]
+    def expand(s: str, env: dict[str, str]) -> str:
+        return re.sub(r"\$([A-Z_]+)", lambda m: env[m.group(1)], s)
+
+    commands = []
+    for block in blocks:
+        env: dict[str, str] = {}
+        for line in block.splitlines():
+            if m := re.fullmatch(r'([A-Z_]+)="(.*)"', line.strip()):
+                env[m.group(1)] = expand(m.group(2), env)
+            elif line.startswith("vlsafe "):
+                commands.append(expand(line.split("  #", 1)[0].strip(), env))
+    return commands
 
 
 def test_every_readme_command_parses():
@@ -145,6 +157,7 @@ def test_every_readme_command_parses():
     them is `make demo`'s and the rest of the suite's job)."""
     import shlex
 
+    from vlsafe.benchmark import resolve_benchmark
     from vlsafe.cli import build_parser
 
     commands = readme_commands()
@@ -153,6 +166,8 @@ def test_every_readme_command_parses():
     for line in commands:
         argv = [w for w in shlex.split(line)[1:] if w != "|" and w != "head"]
         try:
-            parser.parse_args(argv)
+            args = parser.parse_args(argv)
         except SystemExit as err:
             raise AssertionError(f"README: {line!r} does not parse") from err
+        if args.command == "benchmark":  # its --set keys too, as the command checks them before any work
+            resolve_benchmark(args.preset, args.set)
