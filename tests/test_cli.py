@@ -138,6 +138,7 @@ def readme_commands() -> list[str]:
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     blocks = [b.split("\n", 1)[1].split("```", 1)[0] for b in text.split("```bash")[1:]]
+
     def expand(s: str, env: dict[str, str]) -> str:
         return re.sub(r"\$([A-Z_]+)", lambda m: env[m.group(1)], s)
 

@@ -46,8 +46,8 @@ def _canonical(overrides) -> list[str]:
     """Overrides as the run will resolve them: the last value of each key, keys in sorted order.
     `a=1,b=2` and `b=2,a=1` configure the same run, so they must name the same cell; a list of one
     keeps the key it always had."""
-    last = {o.split("=", 1)[0]: o for o in overrides}
-    return [last[k] for k in sorted(last)] if len(last) > 1 else list(last.values())
+    last = {o.split("=", 1)[0].strip(): o for o in overrides}  # the key as config.parse_override reads it
+    return [last[k] for k in sorted(last)]
 
 
 def _fraction_name(f: float) -> str:
