@@ -305,7 +305,7 @@ def test_vector_inputs_are_read_on_data_and_in_the_simulator(world_model, tmp_pa
         agent.act(env.bev_frame(), True)
     env.close()
     np.testing.assert_allclose(symlog(torch.full((VECTOR_SIZE,), np.e - 1))[[0, 5]], np.ones(2), rtol=1e-6)
-    for flag in ("ego_input", "speed_input", "cars_input", "approach_input"):
+    for flag in ("ego_input", "speed_input", "cars_input", "approach_input", "conflict_input"):
         with pytest.raises(ConfigError, match=flag):
             small("lagrangian", **{f"policy.{flag}": "true"})
 
@@ -369,6 +369,20 @@ def test_standardised_vector_columns_use_the_training_datas_statistics(world_mod
     env = make_env(conf["task"])
     assert run_episode(env, DrivingAgent(policy.world_model, actor), seed=900).metrics.steps > 0
     env.close()
+
+
+def test_conflict_columns_are_refused_where_the_data_has_none(world_model, tmp_path):
+    """`policy.conflict_input` reads columns that only data recorded with `observation.conflict=true`
+    holds: on other data it is refused in one line before a run folder exists, and it does not mix
+    with `policy.approach_input`, whose derived columns would land on the same places."""
+    from vlsafe.envs.observation import CONFLICT_COLUMNS
+
+    assert small("bc", **{"policy.conflict_input": "true"}).policy.vector_columns == CONFLICT_COLUMNS
+    with pytest.raises(ConfigError, match="approach_input and policy.conflict_input"):
+        small("bc", **{"policy.conflict_input": "true", "policy.approach_input": "true"})
+    with pytest.raises(ConfigError, match=r"manifest.*conflict_input.*observation.conflict=true") as err:
+        fit(world_model, tmp_path / "run", small("bc", steps=5, **{"policy.conflict_input": "true"}), **QUIET)
+    assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
 
 
 def test_the_awr_baseline_reads_the_vector_the_actor_reads(world_model, tmp_path):

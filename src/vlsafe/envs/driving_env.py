@@ -16,7 +16,7 @@ import numpy as np
 from vlsafe.envs.actions import action_space, to_controls
 from vlsafe.envs.backends import BackendSpec, make_backend
 from vlsafe.envs.bev import BEVConfig, BEVRasterizer
-from vlsafe.envs.observation import vector_observation, vector_space
+from vlsafe.envs.observation import conflict_observation, vector_observation, vector_space
 from vlsafe.envs.reward import cost_terms, reward_terms
 from vlsafe.envs.safety import LaneIndex, safety_signals
 from vlsafe.envs.scene import RoadMap, Route, Scene, Vehicles
@@ -47,13 +47,15 @@ class DrivingEnv(gym.Env):
         size = self.config.observation.bev.size
         image = gym.spaces.Box(0, 255, shape=(size, size, 3), dtype=np.uint8)
         kind = self.config.observation.kind
-        self.observation_space = {"bev": image, "vector": vector_space(),
-                                  "both": gym.spaces.Dict({"bev": image, "vector": vector_space()})}[kind]
+        vector = vector_space(self.config.observation.conflict)
+        self.observation_space = {"bev": image, "vector": vector, "both": gym.spaces.Dict({"bev": image, "vector": vector})}[kind]
         self.road: RoadMap | None = None
         self.route: Route | None = None
         self._lanes: LaneIndex | None = None
         self._vehicles: Vehicles | None = None
         self._steps = 0
+        self._graph = None  # (road, its LaneGraph): `observation.conflict` predicts cars along its lanes
+        self._vector = None  # (vehicles, vector): one vector per step, however often it is asked for
 
     # -- gymnasium API ----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -168,8 +170,21 @@ class DrivingEnv(gym.Env):
         if kind in ("bev", "both"):
             out["bev"] = self.bev.draw(self.road, self.route, self._vehicles)
         if kind in ("vector", "both"):
-            out["vector"] = vector_observation(self._vehicles, self.route, self._s, self._lane_offset)
+            out["vector"] = self._vector_now()
         return out if kind == "both" else out[kind]
+
+    def _vector_now(self) -> np.ndarray:
+        if self._vector is not None and self._vector[0] is self._vehicles:
+            return self._vector[1]
+        vector = vector_observation(self._vehicles, self.route, self._s, self._lane_offset)
+        if self.config.observation.conflict:
+            from vlsafe.experts.prediction import LaneGraph
+
+            if self._graph is None or self._graph[0] is not self.road:
+                self._graph = (self.road, LaneGraph(self.road))
+            vector = np.concatenate([vector, conflict_observation(self.scene, self._s, self._graph[1])])
+        self._vector = (self._vehicles, vector)
+        return vector
 
     def _observe(self, lane_offset: float):
         self._lane_offset = lane_offset

@@ -5,6 +5,11 @@ error)] / 10 for speeds; route look-ahead points at 5, 10, 20, 30 m in the ego f
 (8); the 8 nearest other vehicles, each [present, forward, left, v_forward, v_left,
 cos(dh), sin(dh)] with positions / 32 m and velocities / 10 m/s, nearest first, zero-padded (56).
 
+With `observation.conflict`, 18 more floats (CONFLICT_COLUMNS, stored): per car of the 8, the
+smallest predicted body gap to the ego if the ego goes on along its route, the car predicted along
+every lane it may follow (experts.route_follower.predicted_gaps, the expert's own yielding check),
+/ 16 m clipped to [0, 1], and when / 4 s; then the smallest gap over them going on, and braking.
+
 `with_approach` appends what a learner would otherwise have to compute from those columns: per
 car, when and how close it passes the ego if both keep their velocities (18 floats, derived, never
 stored: datasets keep the 70).
@@ -17,7 +22,7 @@ import numpy as np
 
 from vlsafe.envs.scene import Route, Vehicles
 
-__all__ = ["VECTOR_SIZE", "APPROACH_COLUMNS", "APPROACH_HORIZON_S", "with_approach",
+__all__ = ["VECTOR_SIZE", "APPROACH_COLUMNS", "CONFLICT_COLUMNS", "conflict_observation", "APPROACH_HORIZON_S", "with_approach",
            "EGO_SIZE", "SPEED_COLUMNS", "ROUTE_COLUMNS", "CARS_COLUMNS", "vector_space", "vector_observation",
            "LOOKAHEAD_M", "NEAREST_K"]
 
@@ -33,6 +38,10 @@ APPROACH_HORIZON_S = 6.0
 # columns of the vector extended by `with_approach`: per car (nearest first) the time of closest
 # approach / horizon and the distance then / 32 m; then the same two for the car that comes closest
 APPROACH_COLUMNS = tuple(range(VECTOR_SIZE, VECTOR_SIZE + 2 * NEAREST_K + 2))
+# columns of a vector recorded with `observation.conflict`: per car (nearest first) the predicted
+# gap going on / CONFLICT_GAP_M and its time / the horizon; then the smallest gap going on, braking
+CONFLICT_COLUMNS = tuple(range(VECTOR_SIZE, VECTOR_SIZE + 2 * NEAREST_K + 2))
+CONFLICT_GAP_M = 16.0
 
 
 def with_approach(vector: np.ndarray) -> np.ndarray:
@@ -61,8 +70,32 @@ def with_approach(vector: np.ndarray) -> np.ndarray:
     return np.concatenate([v, per_car, closest], -1).astype(np.float32)
 
 
-def vector_space() -> gym.spaces.Box:
-    return gym.spaces.Box(-np.inf, np.inf, shape=(VECTOR_SIZE,), dtype=np.float32)
+def vector_space(conflict: bool = False) -> gym.spaces.Box:
+    size = VECTOR_SIZE + (len(CONFLICT_COLUMNS) if conflict else 0)
+    return gym.spaces.Box(-np.inf, np.inf, shape=(size,), dtype=np.float32)
+
+
+def _nearest(vehicles: Vehicles) -> np.ndarray:
+    """Indices (into vehicles, ego 0) of the NEAREST_K other cars, nearest first: the vector's order."""
+    others = vehicles.position[1:] - vehicles.position[0]
+    return 1 + np.argsort((others ** 2).sum(1))[:NEAREST_K]
+
+
+def conflict_observation(scene, route_s: float, graph) -> np.ndarray:
+    """The 18 CONFLICT_COLUMNS floats of the scene (`graph`: the episode's experts.prediction.LaneGraph)."""
+    from vlsafe.experts.route_follower import RouteFollowerConfig, predicted_gaps
+
+    cfg = RouteFollowerConfig()
+    which = _nearest(scene.vehicles)
+    gap, when, brake = predicted_gaps(scene, route_s, cfg, which, graph)
+    out = np.ones(len(CONFLICT_COLUMNS), np.float32)
+    k = len(which)
+    out[0:2 * k:2] = np.clip(gap / CONFLICT_GAP_M, 0.0, 1.0)
+    out[1:2 * k:2] = when / cfg.yield_horizon_s
+    if k:
+        out[-2] = np.clip(gap.min() / CONFLICT_GAP_M, 0.0, 1.0)
+        out[-1] = np.clip(brake / CONFLICT_GAP_M, 0.0, 1.0)
+    return out
 
 
 def vector_observation(vehicles: Vehicles, route: Route, route_s: float, lane_offset: float) -> np.ndarray:
@@ -78,11 +111,10 @@ def vector_observation(vehicles: Vehicles, route: Route, route_s: float, lane_of
     out[:6] = [np.linalg.norm(v) / 10, v_par / 10, v_perp / 10, np.clip(lane_offset, -10, 10), np.sin(err), np.cos(err)]
     rel = route.point_at(route_s + np.array(LOOKAHEAD_M)) - p
     out[6:6 + 2 * len(LOOKAHEAD_M)] = (np.stack([rel @ fwd, rel @ left], -1) / 32.0).ravel()
-    others = vehicles.position[1:] - p
-    if len(others):
-        order = np.argsort((others ** 2).sum(1))[:NEAREST_K]
-        r, dv = others[order], vehicles.velocity[1:][order] - v
-        dh = vehicles.heading[1:][order] - h
+    if len(vehicles.position) > 1:
+        order = _nearest(vehicles)
+        r, dv = vehicles.position[order] - p, vehicles.velocity[order] - v
+        dh = vehicles.heading[order] - h
         feats = np.stack([np.ones(len(order)), r @ fwd / 32, r @ left / 32, dv @ fwd / 10, dv @ left / 10,
                           np.cos(dh), np.sin(dh)], -1)
         base = 6 + 2 * len(LOOKAHEAD_M)

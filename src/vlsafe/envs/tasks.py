@@ -48,6 +48,10 @@ class ObservationConfig:
 
     kind: Literal["bev", "vector", "both"] = "bev"
     bev: BEVConfig = field(default_factory=BEVConfig)
+    # the vector also carries, per nearest car, its predicted closest approach along the lanes it
+    # may follow (envs.observation.CONFLICT_COLUMNS: what the expert yields on); datasets recorded
+    # with it have 88 columns, and `policy.conflict_input` reads them
+    conflict: bool = False
 
 
 @dataclass(frozen=True)

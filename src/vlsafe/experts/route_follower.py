@@ -23,7 +23,7 @@ from vlsafe.envs.scene import RoadMap, Scene
 from vlsafe.experts.prediction import LaneGraph, predict_paths
 
 __all__ = ["RouteFollowerConfig", "RouteFollower", "pure_pursuit_steering", "idm_acceleration",
-           "yielding_acceleration", "curve_speed", "route_curvature"]
+           "yielding_acceleration", "predicted_gaps", "curve_speed", "route_curvature"]
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,41 @@ def _clearance(ego: np.ndarray, ego_width: float, others: np.ndarray, other_widt
         return np.inf
     d = np.linalg.norm(others[:, :, :, None, :] - ego[None, :, None, :, :], axis=-1)  # (H, T, 3, 3)
     return float((d.min(axis=(1, 2, 3)) - 0.5 * (ego_width + other_width)).min())
+
+
+def predicted_gaps(scene: Scene, route_s: float, cfg: RouteFollowerConfig, which: np.ndarray,
+                   graph: LaneGraph | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """What the yielding check sees, per car: for each car of `which` (indices into the vehicles),
+    the smallest predicted body gap (m) to the ego if the ego goes on along its route (accelerating
+    to cruise), over every path the car may take, and when (s); then the smallest gap over those
+    cars if the ego brakes instead. The vector's `observation.conflict` columns (a learner that
+    should yield where the expert does needs where each car's lane goes, not only where it is)."""
+    t = np.arange(0.1, cfg.yield_horizon_s + 1e-9, 0.1)
+    veh = scene.vehicles
+    if len(which) == 0:
+        return np.zeros(0), np.zeros(0), np.inf
+    if graph is None:
+        others, owner = veh.position[which, None, :] + veh.velocity[which, None, :] * t[None, :, None], np.asarray(which)
+    else:
+        others, owner = predict_paths(graph, veh, t, which)
+    shape = others.shape[:2]
+    circles = _circles(others, _headings(others, veh.heading[owner]), np.broadcast_to(veh.length[owner][:, None], shape),
+                       np.broadcast_to(veh.width[owner][:, None], shape))
+
+    def gaps(a: float) -> np.ndarray:  # (H, T) body-to-body gap of each predicted path to the ego's
+        path = _ego_path(scene, route_s, cfg, a, t)
+        ego = _circles(path, _headings(path[None], veh.heading[:1])[0], np.full(len(t), veh.length[0]),
+                       np.full(len(t), veh.width[0]))
+        d = np.linalg.norm(circles[:, :, :, None, :] - ego[None, :, None, :, :], axis=-1).min(axis=(2, 3))
+        return d - 0.5 * (veh.width[0] + veh.width[owner])[:, None]
+
+    go = gaps(cfg.max_acceleration)
+    gap, when = np.empty(len(which)), np.empty(len(which))
+    for k, i in enumerate(which):
+        g = go[owner == i].min(axis=0)
+        j = int(np.argmin(g))
+        gap[k], when[k] = g[j], t[j]
+    return gap, when, float(gaps(-cfg.comfortable_deceleration).min())
 
 
 def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig, acc: float,

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlsafe.config import ConfigError
-from vlsafe.envs.observation import APPROACH_COLUMNS, CARS_COLUMNS, ROUTE_COLUMNS, SPEED_COLUMNS
+from vlsafe.envs.observation import APPROACH_COLUMNS, CARS_COLUMNS, CONFLICT_COLUMNS, ROUTE_COLUMNS, SPEED_COLUMNS
 from vlsafe.policy.objective import (
     AugmentedLagrangian,
     PercentileNorm,
@@ -107,6 +107,10 @@ class PolicyConfig:
     # the actor and π̂_b also read when and how close each of those cars passes if both keep their
     # velocities (APPROACH_COLUMNS, derived from the cars' columns: envs.observation.with_approach)
     approach_input: bool = False
+    # the actor and π̂_b also read, per car, its predicted closest approach along the lanes it may
+    # follow if the ego goes on (CONFLICT_COLUMNS, recorded with `observation.conflict=true`): the
+    # expert yields on these predictions, and from positions and velocities alone the clone yielded late
+    conflict_input: bool = False
     # how those columns reach the actor, π̂_b and V_b: "symlog" (as stored: the route's lateral
     # places / 32 m, so the decimetres that keep a car on its lane are ~0.01) or "standard" (symlog,
     # then each column shifted and scaled by its mean and standard deviation over the training data)
@@ -190,17 +194,26 @@ class PolicyConfig:
                               f"{self.flag_excess}")
         if self.beta1 < 0 or self.beta2 < 0 or self.adv_floor <= 0:
             raise ConfigError("policy: need beta1, beta2 >= 0 and adv_floor > 0")
+        self._check_vector_inputs()
+
+    def _check_vector_inputs(self) -> None:
+        if self.approach_input and self.conflict_input:
+            raise ConfigError("policy.approach_input and policy.conflict_input: expected one of them (both read the "
+                              "columns after the vector's 70)")
         if self.vector_columns and self.imagined_critics:
-            raise ConfigError("policy.ego_input, policy.speed_input, policy.cars_input, policy.approach_input: the vector "
+            raise ConfigError("policy.ego_input, policy.speed_input, policy.cars_input, policy.approach_input, "
+                              "policy.conflict_input: the vector "
                               f"exists on the data's states only; method {self.method} (extraction {self.extraction}) "
                               "acts on imagined states, which have none")
 
     @property
     def vector_columns(self) -> tuple[int, ...]:
         """The vector observation's columns the actor and π̂_b read beside the latent (`speed_input`,
-        `ego_input`, `cars_input`; `approach_input`: columns of the vector extended by `with_approach`)."""
+        `ego_input`, `cars_input`; `approach_input`: columns of the vector extended by `with_approach`;
+        `conflict_input`: columns recorded with `observation.conflict`)."""
         return ((SPEED_COLUMNS if self.speed_input else ()) + (ROUTE_COLUMNS if self.ego_input else ())
-                + (CARS_COLUMNS if self.cars_input else ()) + (APPROACH_COLUMNS if self.approach_input else ()))
+                + (CARS_COLUMNS if self.cars_input else ()) + (APPROACH_COLUMNS if self.approach_input else ())
+                + (CONFLICT_COLUMNS if self.conflict_input else ()))
 
     @property
     def standardised_columns(self) -> tuple[bool, ...]:

@@ -121,7 +121,9 @@ class DrivingAgent:
         self.action_mode = "discrete" if actor.discrete else "continuous"
         self.p_safe, self.cost = 1.0, 0.0
         self.state = None
-        self.approach = any(c >= VECTOR_SIZE for c in actor.columns)  # reads `policy.approach_input`'s columns
+        # reads columns after the stored 70: `policy.approach_input`'s, derived here (with_approach leaves
+        # a vector recorded with `observation.conflict`, whose 88 columns hold them, as it is)
+        self.approach = any(c >= VECTOR_SIZE for c in actor.columns)
 
     def reset(self) -> None:
         self.state, self.prev = None, torch.zeros(1, self.action_dim, device=self.device)

@@ -155,8 +155,16 @@ def _stop_unless_finite(row: dict, rk: Ranks, out: Path, step: int, metrics_log,
     raise NonFiniteError(f"{out}: {bad[0]} is {values[bad[0]]} at update {step}; stopped, {kept}")
 
 
-def _refuse_missing_inputs(policy: PolicyConfig, wm: WorldModel, wm_run: Path, store: EpisodeStore) -> None:
+def _refuse_missing_inputs(policy: PolicyConfig, wm: WorldModel, wm_run: Path, store: EpisodeStore,
+                           task: dict) -> None:
     """A setting that reads what the world model or the dataset does not hold, refused before any work."""
+    conflict = bool((task.get("observation") or {}).get("conflict"))
+    if policy.conflict_input and not conflict:
+        raise ConfigError(f"{store.manifest_path}: policy.conflict_input reads the vector's conflict columns, and this "
+                          f"dataset was recorded without them (collect --set observation.conflict=true)")
+    if policy.approach_input and conflict:
+        raise ConfigError(f"{store.manifest_path}: policy.approach_input appends its columns where this dataset "
+                          f"(observation.conflict=true) stores the conflict columns; use policy.conflict_input")
     if policy.uncertainty > 0 and not wm.config.ensemble:
         raise ConfigError(f"{wm_run}: policy.uncertainty > 0 needs a world model with an ensemble "
                           f"(train-wm --set model.ensemble=5); this one has none")
@@ -179,7 +187,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     p_safe = training_labels(store, run_label_choice(wm_conf)) if cost_source == "vlm" else None
     scale = 0.0 if cfg.policy.collision_reward and cost_source == "simulator" else collision_scale(
         store, task, "cost_source=vlm" if cost_source == "vlm" else "policy.collision_reward=false")
-    _refuse_missing_inputs(cfg.policy, wm, wm_run, store)
+    _refuse_missing_inputs(cfg.policy, wm, wm_run, store, task)
     rk = ranks(device)
     if cfg.starts % rk.world:
         raise ConfigError(f"train-policy: starts {cfg.starts} (the global batch) must divide by the {rk.world} ranks")
