@@ -63,6 +63,7 @@ def test_an_env_with_conflict_columns_keeps_the_stored_vector_and_appends_18():
             assert env.observation("vector") is env.observation("vector")  # computed once per step
         finally:
             env.close()
+    assert len({row.tobytes() for row in seen[False]}) == 31  # a new vector every step, not the cached one
     np.testing.assert_array_equal(seen[True][:, :VECTOR_SIZE], seen[False])  # the 70 stored columns unchanged
     extra = seen[True][:, VECTOR_SIZE:]
     assert ((extra >= 0) & (extra <= 1)).all()
