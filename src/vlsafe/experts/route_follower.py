@@ -159,6 +159,28 @@ def _clearance(ego: np.ndarray, ego_width: float, others: np.ndarray, other_widt
     return float((d.min(axis=(1, 2, 3)) - 0.5 * (ego_width + other_width)).min())
 
 
+def _traffic(scene: Scene, which: np.ndarray, graph: LaneGraph | None, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Circles (H, T, 3, 2) of every predicted path of the cars `which` at times t, and the car each
+    path belongs to: at constant velocity, and given the lane graph along every lane they may follow."""
+    veh = scene.vehicles
+    if graph is None:
+        others, owner = veh.position[which, None, :] + veh.velocity[which, None, :] * t[None, :, None], np.asarray(which)
+    else:
+        others, owner = predict_paths(graph, veh, t, which)
+    heading = _headings(others, veh.heading[owner]) if len(owner) else np.zeros((0, len(t)))
+    shape = others.shape[:2]
+    return _circles(others, heading, np.broadcast_to(veh.length[owner][:, None], shape),
+                    np.broadcast_to(veh.width[owner][:, None], shape)), owner
+
+
+def _ego_circles(scene: Scene, route_s: float, cfg: RouteFollowerConfig, acc: float, t: np.ndarray) -> np.ndarray:
+    """Circles (T, 3, 2) of the ego holding acceleration `acc` along its route."""
+    veh = scene.vehicles
+    path = _ego_path(scene, route_s, cfg, acc, t)
+    return _circles(path, _headings(path[None], veh.heading[:1])[0], np.full(len(t), veh.length[0]),
+                    np.full(len(t), veh.width[0]))
+
+
 def predicted_gaps(scene: Scene, route_s: float, cfg: RouteFollowerConfig, which: np.ndarray,
                    graph: LaneGraph | None) -> tuple[np.ndarray, np.ndarray, float]:
     """What the yielding check sees, per car: for each car of `which` (indices into the vehicles),
@@ -166,22 +188,14 @@ def predicted_gaps(scene: Scene, route_s: float, cfg: RouteFollowerConfig, which
     to cruise), over every path the car may take, and when (s); then the smallest gap over those
     cars if the ego brakes instead. The vector's `observation.conflict` columns (a learner that
     should yield where the expert does needs where each car's lane goes, not only where it is)."""
-    t = np.arange(0.1, cfg.yield_horizon_s + 1e-9, 0.1)
-    veh = scene.vehicles
     if len(which) == 0:
         return np.zeros(0), np.zeros(0), np.inf
-    if graph is None:
-        others, owner = veh.position[which, None, :] + veh.velocity[which, None, :] * t[None, :, None], np.asarray(which)
-    else:
-        others, owner = predict_paths(graph, veh, t, which)
-    shape = others.shape[:2]
-    circles = _circles(others, _headings(others, veh.heading[owner]), np.broadcast_to(veh.length[owner][:, None], shape),
-                       np.broadcast_to(veh.width[owner][:, None], shape))
+    t = np.arange(0.1, cfg.yield_horizon_s + 1e-9, 0.1)
+    veh = scene.vehicles
+    circles, owner = _traffic(scene, which, graph, t)
 
     def gaps(a: float) -> np.ndarray:  # (H, T) body-to-body gap of each predicted path to the ego's
-        path = _ego_path(scene, route_s, cfg, a, t)
-        ego = _circles(path, _headings(path[None], veh.heading[:1])[0], np.full(len(t), veh.length[0]),
-                       np.full(len(t), veh.width[0]))
+        ego = _ego_circles(scene, route_s, cfg, a, t)
         d = np.linalg.norm(circles[:, :, :, None, :] - ego[None, :, None, :, :], axis=-1).min(axis=(2, 3))
         return d - 0.5 * (veh.width[0] + veh.width[owner])[:, None]
 
@@ -205,23 +219,11 @@ def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig
     if cfg.yield_horizon_s <= 0 or len(scene.vehicles.position) < 2:
         return acc
     t = np.arange(0.1, cfg.yield_horizon_s + 1e-9, 0.1)
-    which = _relevant(scene)
     veh = scene.vehicles
-    if graph is None:
-        others, owner = veh.position[which, None, :] + veh.velocity[which, None, :] * t[None, :, None], which
-    else:
-        others, owner = predict_paths(graph, veh, t, which)
-    heading = _headings(others, veh.heading[owner]) if len(owner) else np.zeros((0, len(t)))
-    shape = others.shape[:2]  # the others' circles once, for all three options
-    circles = _circles(others, heading, np.broadcast_to(veh.length[owner][:, None], shape),
-                       np.broadcast_to(veh.width[owner][:, None], shape))
+    circles, owner = _traffic(scene, _relevant(scene), graph, t)  # the others' circles once, for all three options
     options = [acc, min(acc, -cfg.comfortable_deceleration), cfg.max_acceleration]  # go on, brake, clear out
-    clear = []
-    for a in options:
-        path = _ego_path(scene, route_s, cfg, a, t)
-        ego = _circles(path, _headings(path[None], veh.heading[:1])[0], np.full(len(t), veh.length[0]),
-                       np.full(len(t), veh.width[0]))
-        clear.append(_clearance(ego, float(veh.width[0]), circles, veh.width[owner]))
+    clear = [_clearance(_ego_circles(scene, route_s, cfg, a, t), float(veh.width[0]), circles, veh.width[owner])
+             for a in options]
     for a, c in zip(options, clear):
         if c >= cfg.yield_gap_m:
             return a
