@@ -13,6 +13,7 @@ from vlsafe.policy.objective import (
     discounted_returns,
     expectile_loss,
     extraction_target,
+    reachability_returns,
     reachability_target,
     vlsafe_weight,
 )
@@ -40,6 +41,17 @@ def test_discounted_returns_by_hand_and_cut_at_termination():
     done = np.array([False, True, False, False])
     g = 0.5
     np.testing.assert_allclose(discounted_returns(r, done, g), [1 + g * 2, 2, 3 + g * 4, 4])
+
+
+def test_reachability_returns_by_hand_clipped_and_cut_at_termination():
+    """The data's V_h: γ^k for the nearest cost k steps ahead, a cost above 1 counts as 1, and an
+    episode's end (done) cuts what follows it off."""
+    g = 0.5
+    np.testing.assert_allclose(reachability_returns(np.array([0, 0, 0, 2.0, 0]), np.zeros(5, bool), g),
+                               [0.125, 0.25, 0.5, 1.0, 0.0])
+    np.testing.assert_allclose(reachability_returns(np.array([0, 1.0, 0, 0, 0.4]),
+                                                    np.array([False, False, True, False, False]), g),
+                               [0.5, 1.0, 0.0, 0.2, 0.4])
 
 
 def test_expectile_regression_finds_upper_and_lower_expectiles():

@@ -48,6 +48,23 @@ def world_model(tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="module")
+def crash_world_model(tmp_path_factory):
+    """Twelve four-lane episodes in dense traffic, half of them reckless, whose training split has
+    costs (the `world_model` fixture's crashes are all in its held-out episodes), and a world model
+    trained briefly on them: for learners that read the data's own costs."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("crash")
+    cfg = CollectConfig(task="four-lane", backend="highway", episodes=12, max_steps=60, mixture="expert:0.5,reckless:0.5",
+                        task_overrides=("traffic_density=0.6", "terminate_on_collision=false"))
+    store = collect(cfg, root / "ds", log=lambda *_: None)
+    label_dataset(store, load_scorer("drive-clip", "drive-clip-v1", threads=1), log=lambda *_: None)
+    torch.manual_seed(0)
+    fit_wm(store.root, root / "wm", wm_config("xs", ["steps=50", "batch_size=4", "seq_len=16", "threads=1",
+                                                     "held_out_every=4", "checkpoint_every=50"]), **QUIET)
+    return root / "wm"
+
+
 def small(method="vl-safe", **kw):
     over = ["starts=64", "policy.hidden=64", "policy.bc_steps=20", "policy.horizon=3", "eval_every=0", "log_every=10",
             "threads=1"]
@@ -75,7 +92,7 @@ class Scripted(ImaginationLearner):
         q[..., 1] = 1.0 - acts[..., self.safe]  # Q_c = 0 for the safe action, 1 for the others
         return q + 0.0 * self.q(torch.cat([feat[:, None].expand(-1, acts.shape[1], -1), acts], -1))
 
-    def p_safe(self, world_model, feat):
+    def p_safe(self, world_model, feat, columns=None):
         return torch.full(feat.shape[:-1], self.p_value)
 
 
@@ -431,6 +448,46 @@ def test_lagrange_multiplier_rises_only_when_imagined_cost_exceeds_the_limit(wor
     assert lam[2] > 0 and lam[-1] > lam[2], lam  # cost above a zero limit: λ grows
     lam, cost = lambdas(max(cost) + 1.0)
     assert lam == [0.0] * len(lam)  # under the limit: no penalty
+
+
+def test_lagrangian_and_fosp_take_their_safety_from_the_data_for_a_vector_actor(crash_world_model, tmp_path):
+    """`policy.safety_critics=data`: the Lagrangian's λ follows the AWR weights' mean of the data's
+    cost returns (it rises above a zero limit, stays 0 under a high one) and FOSP's V_h learns the
+    data's reachability (high where a cost comes within the next steps, low where none does; on the
+    training episodes: nine episodes are too few for it to carry over to held-out ones), so both
+    take an actor that reads the vector; the imagined path still refuses one."""
+    from vlsafe.envs.observation import CARS_COLUMNS
+
+    vec = {"policy.cars_input": "true", "policy.safety_critics": "data", "policy.discount_horizon": 10}
+    with pytest.raises(ConfigError, match="safety_critics=data takes"):
+        small("lagrangian", **{"policy.cars_input": "true"})
+    with pytest.raises(ConfigError, match="safety_critics=data: for the AWR actor"):
+        small("fosp", **{"policy.safety_critics": "data", "policy.extraction": "exact"})
+    assert not small("fosp", **vec).policy.imagined_critics
+
+    def lambdas(limit: float):
+        out = tmp_path / f"lag{limit}"
+        torch.manual_seed(0)
+        fit(crash_world_model, out, small("lagrangian", steps=50, **vec, **{"policy.cost_limit": limit}), **QUIET)
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        return [r["lagrange/lambda"] for r in rows], [r["lagrange/cost_return"] for r in rows]
+
+    lam, cost = lambdas(0.0)  # rows at updates 10, 20 (behaviour head only), 30, 40, 50 (actor)
+    assert min(cost) > 0, "the fixture's data has no cost"
+    assert lam[:2] == [0.0, 0.0] and lam[2] > 0 and lam[-1] > lam[2], lam  # λ waits for the actor, then grows
+    lam, _ = lambdas(max(cost) + 1.0)
+    assert lam == [0.0] * len(lam)
+
+    torch.manual_seed(0)
+    policy = fit(crash_world_model, tmp_path / "fosp", small("fosp", steps=300, **vec), **QUIET)
+    feats, data = dataset_feats(crash_world_model, policy, gamma=policy.learner.cfg.gamma)
+    with torch.no_grad():
+        vh = policy.learner.data_reach(feats, data["vector"][:, list(CARS_COLUMNS)])
+    near, far = data["return_reach"] > 0.5, data["return_reach"] < 0.1
+    assert near.sum() >= 20 and far.sum() >= 20, (int(near.sum()), int(far.sum()))
+    assert vh[near].mean() > 0.6 and vh[far].mean() < 0.2, (vh[near].mean(), vh[far].mean())
+    rows = [json.loads(x) for x in (tmp_path / "fosp" / "metrics.jsonl").read_text().splitlines()]
+    assert min(r["actor/p_safe"] for r in rows) < 0.99  # p = 1 − V_h reaches the weight
 
 
 def test_resume_continues_and_another_method_is_refused(world_model, tmp_path):

@@ -80,6 +80,11 @@ class PolicyConfig:
     # per-state judgement" (set it to the mean p(s) of the VLM's runs on the same data)
     p_constant: float = 0.9
     lagrangian: bool = False  # augmented-Lagrangian penalty on the actor's cost above cost_limit
+    # where the Lagrangian's cost return and FOSP's V_h come from: the "imagined" critics (Q, V on
+    # imagined branches: the baselines as published), or the "data"'s real costs (the actor's cost
+    # return as the AWR weights' average of the data's cost returns G_c, V_h regressed on the data's
+    # max_j γ^j c_{t+j}): the only way for an actor that reads the vector, which imagined states lack
+    safety_critics: str = "imagined"
     # actor fitted on the data's actions with real-return advantages ("awr"), to π* over all
     # actions from the imagined critics ("exact"), or both
     extraction: str = "awr"
@@ -181,6 +186,8 @@ class PolicyConfig:
             raise ConfigError(f"policy.action_labels: expected recorded or expert, got {self.action_labels!r}")
         if self.vector_scale not in ("symlog", "standard", "route"):
             raise ConfigError(f"policy.vector_scale: expected symlog, standard or route, got {self.vector_scale!r}")
+        if self.safety_critics not in ("imagined", "data"):
+            raise ConfigError(f"policy.safety_critics: expected imagined or data, got {self.safety_critics!r}")
         if self.adv_norm not in ("separate", "shared"):
             raise ConfigError(f"policy.adv_norm: expected separate or shared, got {self.adv_norm!r}")
         if not 0 < self.expectile < 1 or self.discount_horizon < 1 or not (self.cost_horizon == 0 or self.cost_horizon >= 1):
@@ -200,11 +207,18 @@ class PolicyConfig:
         if self.approach_input and self.conflict_input:
             raise ConfigError("policy.approach_input and policy.conflict_input: expected one of them (both read the "
                               "columns after the vector's 70)")
+        if self.safety_critics == "data" and self.imagined_critics:
+            raise ConfigError("policy.safety_critics=data: for the AWR actor without imagined critics (extraction awr, "
+                              f"critics auto, uncertainty 0), got extraction {self.extraction}, critics {self.critics}, "
+                              f"uncertainty {self.uncertainty}")
         if self.vector_columns and self.imagined_critics:
             raise ConfigError("policy.ego_input, policy.speed_input, policy.cars_input, policy.approach_input, "
                               "policy.conflict_input: the vector "
                               f"exists on the data's states only; method {self.method} (extraction {self.extraction}) "
-                              "acts on imagined states, which have none")
+                              "acts on imagined states, which have none"
+                              + (" (policy.safety_critics=data takes its safety from the data's states)"
+                                 if self.safety_critics == "imagined" and (self.lagrangian or self.safety == "reachability")
+                                 and self.extraction == "awr" and self.critics == "auto" and self.uncertainty == 0 else ""))
 
     @property
     def vector_columns(self) -> tuple[int, ...]:
@@ -233,9 +247,14 @@ class PolicyConfig:
     @property
     def imagined_critics(self) -> bool:
         """Whether an update imagines and trains Q and V: only the actor's `exact` target, the
-        Lagrangian's cost return and FOSP's p = 1 − V_h read them."""
-        return (self.critics == "always" or self.extraction != "awr" or self.lagrangian
-                or self.safety == "reachability" or self.uncertainty > 0)
+        Lagrangian's cost return and FOSP's p = 1 − V_h (`safety_critics=imagined`) read them."""
+        imagined_safety = self.safety_critics == "imagined" and (self.lagrangian or self.safety == "reachability")
+        return self.critics == "always" or self.extraction != "awr" or imagined_safety or self.uncertainty > 0
+
+    @property
+    def data_reachability(self) -> bool:
+        """FOSP's V_h regressed on the data's states (`safety_critics=data`), not the imagined one."""
+        return self.safety == "reachability" and self.safety_critics == "data"
 
 
 METHODS: dict[str, dict] = {
@@ -344,6 +363,8 @@ class ImaginationLearner(nn.Module):
         # (a gap in traffic) credits the state's luck to the action taken in it. On left-turn with
         # the cars in view, a V_b on z_t alone made VL-SAFE crash 0.10 more (docs/every-task-drives.md)
         self.v_mc = mlp(feat - self.value_skip + len(cols), h, 2, n)
+        if cfg.data_reachability:  # FOSP's V_h on the data's states, on V_b's input (`safety_critics=data`)
+            self.v_h = mlp(feat - self.value_skip + len(cols), h, 1, n)
         # fixed return scales of the dataset (reward, cost), set once by `set_scales` and saved
         self.register_buffer("scales", torch.ones(2))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -382,7 +403,8 @@ class ImaginationLearner(nn.Module):
         return self.actor.discrete
 
     def critic_parameters(self) -> list[nn.Parameter]:
-        return list(self.q.parameters()) + list(self.v.parameters()) + list(self.v_mc.parameters())
+        reach = list(self.v_h.parameters()) if self.cfg.data_reachability else []
+        return list(self.q.parameters()) + list(self.v.parameters()) + list(self.v_mc.parameters()) + reach
 
     @property
     def value_columns(self) -> tuple[int, ...]:
@@ -394,6 +416,11 @@ class ImaginationLearner(nn.Module):
         and `columns`, the symlog vector's `value_columns` (None when the actor reads no vector)."""
         x = feat[..., self.value_skip:] if self.value_skip else feat
         return self.v_mc(x if columns is None else torch.cat([x, self.actor.scaled_columns(columns)], -1))
+
+    def data_reach(self, feat: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+        """V_h(s) regressed on the data's reachability returns (`safety_critics=data`), unclipped."""
+        x = feat[..., self.value_skip:] if self.value_skip else feat
+        return self.v_h(x if columns is None else torch.cat([x, self.actor.scaled_columns(columns)], -1))[..., 0]
 
     def set_scales(self, reward: float, cost: float) -> None:
         self.scales.copy_(torch.tensor([reward, cost], dtype=self.scales.dtype))
@@ -434,17 +461,20 @@ class ImaginationLearner(nn.Module):
         """e(s) of a state: the excess of its next step under π̂_b's most likely action."""
         return self.excess(world_model, feat, self.behaviour.mode(feat))
 
-    def p_safe(self, world_model: WorldModel, feat: torch.Tensor) -> torch.Tensor:
+    def p_safe(self, world_model: WorldModel, feat: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         """p(s) of the method: the VLM safety head, feasibility 1 - V_h, a constant, or 1; with
-        `uncertainty` λ_u > 0 shrunk by exp(−λ_u·e(s)) where the model is unsure what comes next."""
-        p = self._p_safe(world_model, feat)
+        `uncertainty` λ_u > 0 shrunk by exp(−λ_u·e(s)) where the model is unsure what comes next.
+        `columns`: the data states' vector columns, which the data's V_h reads (`safety_critics=data`)."""
+        p = self._p_safe(world_model, feat, columns)
         if self.cfg.uncertainty > 0:
             p = p * torch.exp(-self.cfg.uncertainty * self.state_excess(world_model, feat))
         return p
 
-    def _p_safe(self, world_model: WorldModel, feat: torch.Tensor) -> torch.Tensor:
+    def _p_safe(self, world_model: WorldModel, feat: torch.Tensor, columns: torch.Tensor | None) -> torch.Tensor:
         if self.cfg.safety == "vlm":
             return world_model.p_safe(feat)
+        if self.cfg.data_reachability:
+            return (1 - self.data_reach(feat, columns)).clamp(0, 1)
         if self.cfg.safety == "reachability":
             return (1 - self.v(feat)[..., 2]).clamp(0, 1)
         p = self.cfg.p_constant if self.cfg.safety == "constant" else 1.0
@@ -500,7 +530,7 @@ class ImaginationLearner(nn.Module):
             imagined = None
             critic_loss, lam = torch.zeros((), device=data_feat.device), 0.0
             with torch.no_grad():
-                p = self.p_safe(world_model, data_feat)
+                p = self.p_safe(world_model, data_feat, vector)
 
         # -- behaviour head π̂_b: the data's actions, then frozen (a fixed anchor and fixed V targets) --
         label = batch["expert_action"] if cfg.action_labels == "expert" else batch["action"]
@@ -513,8 +543,18 @@ class ImaginationLearner(nn.Module):
         v_mc = self.baseline(data_feat, vector)
         returns = torch.stack([batch["return_reward"] / self.scales[0], batch["return_cost"] / self.scales[1]], -1)
         critic_loss = critic_loss + ((v_mc - returns) ** 2).sum(-1).mean()
+        if cfg.data_reachability:
+            critic_loss = critic_loss + ((self.data_reach(data_feat, vector) - batch["return_reach"]) ** 2).mean()
+        data_lagrangian = cfg.lagrangian and cfg.safety_critics == "data"
+        if data_lagrangian:
+            lam = self.lagrange.lam
         with torch.no_grad():
             w_data = self._data_weight(returns - v_mc, returns, p, lam)
+            if data_lagrangian:  # J_c of π* ∝ π_b·w: the weights' self-normalised mean of the data's G_c
+                wv = w_data * batch["has_next"].float()
+                cost_return = self.ranks_mean((wv * batch["return_cost"]).sum() / wv.sum().clamp(min=1e-8))
+                if actor_on:  # λ moves once the actor learns, as on the imagined path
+                    self.lagrange.update(float(cost_return))
         actor_loss = torch.zeros((), device=data_feat.device)
         if actor_on and cfg.extraction in ("exact", "both"):
             logp = self._log_probs(imagined["feat"], imagined["acts"])
@@ -529,6 +569,8 @@ class ImaginationLearner(nn.Module):
             row = {"actor/p_safe": p.mean(), "actor/data_weight_mean": w_data.mean(), "actor/data_weight_min": w_data.min(),
                    "actor/entropy": ent, "actor/loss": actor_loss.detach(), "behaviour/loss": bc_loss.detach(),
                    "lagrange/lambda": lam, "critic/loss": critic_loss.detach()}
+            if data_lagrangian:
+                row["lagrange/cost_return"] = cost_return
         row = {**row, **(imagined["metrics"] if imagined is not None else {})}
         return actor_loss + bc_loss + critic_loss, row, imagined is not None
 

@@ -14,7 +14,7 @@ from vlsafe.data.cost_source import reward_without_crash, vlm_cost
 from vlsafe.data.store import DatasetError, EpisodeStore
 from vlsafe.envs.observation import VECTOR_SIZE, with_approach
 from vlsafe.policy.actor_critic import Actor
-from vlsafe.policy.objective import discounted_returns
+from vlsafe.policy.objective import discounted_returns, reachability_returns
 from vlsafe.worldmodel.rssm import WorldModel, symlog
 from vlsafe.worldmodel.train import to_torch
 
@@ -30,7 +30,8 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     that left each one: `action`, `reward`, `cost`, `done` (the episode terminated there),
     `has_next` (False on an episode's last state), `next` (index of the following state), and
     the Monte-Carlo discounted returns `return_reward` (γ = `gamma`) and `return_cost`
-    (γ = `cost_gamma`, `gamma` if None). `collision_scale` > 0 takes the reward's collision term,
+    (γ = `cost_gamma`, `gamma` if None), and `return_reach`, the data's reachability value
+    max_j γ^j clip(c_{t+j}) (γ = `gamma`). `collision_scale` > 0 takes the reward's collision term,
     −collision_scale·|v| on collision steps, back out of the recorded rewards (from the episodes'
     `speed` and `collision` signals): a reward that does not price a crash, only the cost does.
     `vector`: each state's vector observation, symlog, for an actor that reads it (`policy.ego_input`,
@@ -47,7 +48,8 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
     A = model.config.action_dim
     device = next(model.parameters()).device
     out: dict[str, list] = {k: [] for k in ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "next",
-                                            "return_reward", "return_cost", "vector", "expert_action")}
+                                            "return_reward", "return_cost", "return_reach", "vector",
+                                            "expert_action")}
     base = 0
     g_cost = gamma if cost_gamma is None else cost_gamma
     for i in range(0, len(seeds), chunk):
@@ -92,6 +94,7 @@ def start_states(model: WorldModel, store: EpisodeStore, seeds: list[int], chunk
             out["next"].append(base + torch.clamp(torch.arange(T + 1) + 1, max=T))
             out["return_reward"].append(torch.as_tensor(pad(discounted_returns(reward, e.terminated, gamma))).float())
             out["return_cost"].append(torch.as_tensor(pad(discounted_returns(cost, e.terminated, g_cost))).float())
+            out["return_reach"].append(torch.as_tensor(pad(reachability_returns(cost, e.terminated, gamma))).float())
             base += T + 1
     return {k: torch.cat(v) for k, v in out.items() if v}
 

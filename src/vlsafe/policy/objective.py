@@ -21,7 +21,7 @@ import math
 import torch
 
 __all__ = ["expectile_loss", "reachability_target", "vlsafe_weight", "extraction_target",
-           "discounted_returns", "ScaleNorm", "PercentileNorm", "AugmentedLagrangian"]
+           "discounted_returns", "reachability_returns", "ScaleNorm", "PercentileNorm", "AugmentedLagrangian"]
 
 
 def discounted_returns(reward, done, gamma: float):
@@ -32,6 +32,20 @@ def discounted_returns(reward, done, gamma: float):
     acc = 0.0
     for t in reversed(range(len(reward))):
         acc = float(reward[t]) + gamma * (0.0 if done[t] else acc)
+        out[t] = acc
+    return out
+
+
+def reachability_returns(cost, done, gamma: float):
+    """Monte-Carlo V_h of one episode's transitions: max_j γ^j h_{t+j}, h = cost clipped to [0, 1],
+    cut at `done` (numpy arrays, (T,)): γ^k for a cost k steps ahead, 0 where none comes. The
+    data's own answer to FOSP's "how soon does this state reach a violation"."""
+    import numpy as np
+
+    out = np.zeros(len(cost), np.float64)
+    acc = 0.0
+    for t in reversed(range(len(cost))):
+        acc = max(min(max(float(cost[t]), 0.0), 1.0), gamma * (0.0 if done[t] else acc))
         out[t] = acc
     return out
 

@@ -237,6 +237,7 @@ def fit(world_model_run: str | Path, out: str | Path, cfg: TrainPolicyConfig, de
     keys = ("deter", "stoch", "action", "reward", "cost", "done", "has_next", "return_reward", "return_cost")
     keys += ("vector",) if cfg.policy.vector_columns else ()  # only an actor that reads it pays for the gather
     keys += ("expert_action",) if cfg.policy.action_labels == "expert" else ()
+    keys += ("return_reach",) if cfg.policy.data_reachability else ()
     metrics_log = MetricsLog(out) if rk.main else NullLog()
     loss_fn = None
     if rk.distributed:  # DDP averages the gradients; the learner's batch statistics are ranks' means
