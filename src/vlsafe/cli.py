@@ -337,8 +337,16 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from vlsafe.benchmark.report import write_report
+    from vlsafe.benchmark.results import pool_results
 
-    page = write_report(args.results, args.out)
+    results = args.results[0]
+    if len(args.results) > 1:
+        if not args.out:
+            raise ConfigError("report: several benchmark folders are pooled into --out, which is missing")
+        results = pool_results(args.results, args.out, args.reference)
+    elif args.reference:
+        raise ConfigError("report: --reference picks the pooled results' reference; one benchmark keeps its own")
+    page = write_report(results, args.out)
     print(f"wrote {page} and its PNG figures beside it")
     return 0
 
@@ -539,8 +547,11 @@ def build_parser() -> argparse.ArgumentParser:
     bm.set_defaults(fn=_cmd_benchmark)
 
     rp = sub.add_parser("report", help="one self-contained HTML page (and PNG figures) of a benchmark's results")
-    rp.add_argument("results", help="benchmark folder (or its results/ folder)")
-    rp.add_argument("--out", help="folder of report.html and the figures (default: RESULTS/report)")
+    rp.add_argument("results", nargs="+", help="benchmark folder (or its results/ folder); several benchmark folders "
+                    "(e.g. a second run that added methods over the first one's cached cells) are pooled into --out")
+    rp.add_argument("--out", help="folder of report.html and the figures (default: RESULTS/report; pooled: also "
+                    "the pooled episodes.csv and summary.json)")
+    rp.add_argument("--reference", help="pooled: the method of the paired differences (default: the first run's)")
     rp.set_defaults(fn=_cmd_report)
 
     m = sub.add_parser("demo", help="the whole pipeline on a small default (grows with each stage)")

@@ -152,3 +152,42 @@ def test_report_renders_in_a_real_headless_chromium(smoke, tmp_path):
     assert len(seps) >= 4
     for i in seps:
         assert lines[i].count("|") == lines[i - 1].count("|"), (lines[i - 1], lines[i])
+
+
+def test_two_runs_pooled_report_what_one_grid_of_both_reports(smoke, tmp_path):
+    """`vlsafe report A B --out OUT`: two benchmark runs that split the smoke grid's methods between
+    them (over its cached cells) pool into the same summaries and paired differences as the one
+    grid that ran them all; an episode held twice, or pooling without --out, is refused in one line."""
+    cfg = resolve_benchmark("smoke")
+    half = len(cfg.methods) // 2
+    parts = {"a": cfg.methods[:half], "b": cfg.methods[half:]}
+    for name, methods in parts.items():
+        root = tmp_path / name
+        root.mkdir()
+        (root / "cells").symlink_to(smoke["root"] / "cells")
+        run = subprocess.run(VLSAFE + ["benchmark", "--preset", "smoke", "--out", str(root), "--set",
+                                       f"methods={','.join(methods)}", "--set", f"reference={methods[0]}"],
+                             env=ENV, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0 and "0 to run" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    rep = subprocess.run(VLSAFE + ["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "pool"),
+                                   "--reference", cfg.reference], env=ENV, capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    whole = json.loads((smoke["root"] / "results" / "summary.json").read_text())
+    pooled = json.loads((tmp_path / "pool" / "summary.json").read_text())
+
+    def by_group(rows):
+        return {tuple(str(r[k]) for k in ("task", "method", "fraction", "condition", "actor")): r for r in rows}
+
+    assert by_group(pooled["summary"]) == by_group(whole["summary"])
+    assert by_group(pooled["paired"]) == by_group(whole["paired"])
+    assert sorted(pooled["config"]["methods"]) == sorted(cfg.methods) and len(pooled["config"]["pooled"]) == 2
+    with open(tmp_path / "pool" / "episodes.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(list(csv.DictReader(open(smoke["root"] / "results" / "episodes.csv"))))
+    assert (tmp_path / "pool" / "report.html").exists() and "pooled" not in rep.stderr
+    twice = subprocess.run(VLSAFE + ["report", str(tmp_path / "a"), str(smoke["root"]), "--out", str(tmp_path / "x")],
+                           env=ENV, capture_output=True, text=True, timeout=300)
+    assert twice.returncode != 0 and "is also in" in twice.stderr and len(twice.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+    no_out = subprocess.run(VLSAFE + ["report", str(tmp_path / "a"), str(tmp_path / "b")], env=ENV, capture_output=True,
+                            text=True, timeout=300)
+    assert no_out.returncode != 0 and "--out" in no_out.stderr

@@ -357,6 +357,10 @@ def _times(data: dict) -> str:
     """The run that wrote the results (a rerun over a finished cache takes seconds) and the
     compute behind its numbers: the cells' own times, each cell one process."""
     cells = data["cells"]
+    if data["config"].get("pooled"):
+        n = len(data["config"]["pooled"])
+        return (f"{_fmt(data['wall_s'] / 60, 3)} min of wall-clock in the {n} runs pooled here; the {len(cells)} cells "
+                f"behind them took {_fmt(sum(c['wall_s'] for c in cells) / 60, 3)} min, summed over cells")
     run = (f"{_fmt(data['wall_s'] / 60, 3)} min of wall-clock in the run that wrote these results" if data["wall_s"] >= 60
            else f"{data['wall_s']:.0f} s in the run that wrote these results, from cells cached before it")
     total = _fmt(sum(c["wall_s"] for c in cells) / 60, 3)
@@ -399,9 +403,9 @@ def write_report(results: str | Path, out: str | Path | None = None) -> Path:
     page = _Page(out)
     page.h(1, "vlsafe benchmark")
     page.p(f"{len(tasks)} task(s) on {html.escape(cfg['backend'])} x {len(methods)} method(s) x training seeds "
-           f"{cfg['seeds']} x data fractions {cfg['fractions']}; {cfg['eval']['episodes']} held-out episodes per "
-           f"training seed from seed {cfg['eval']['seed_start']}, paired across methods. Reference method: "
-           f"<b>{html.escape(cfg['reference'])}</b>. Intervals are 95% bootstrap intervals over episodes.")
+           f"{cfg['seeds']} x data fractions {cfg['fractions']}; {_episodes_text(cfg)}, paired across methods. "
+           f"Reference method: <b>{html.escape(cfg['reference'])}</b>. Intervals are 95% bootstrap intervals over "
+           "episodes.")
     page.h(2, "Table I: the ten metrics per task", "table1")
     for actor in cfg["eval"]["actors"]:
         for task in tasks:
@@ -432,6 +436,15 @@ def write_report(results: str | Path, out: str | Path | None = None) -> Path:
     tmp.write_text(doc)
     tmp.replace(out / "report.html")
     return out / "report.html"
+
+
+def _episodes_text(cfg: dict) -> str:
+    """Which held-out episodes: one grid's, or each pooled run's (`vlsafe report A B --out OUT`)."""
+    runs = [p["config"] for p in cfg.get("pooled", [])] or [cfg]
+    return "; ".join(f"{'/'.join(c['tasks'])} x {'/'.join(c['methods'])}: {c['eval']['episodes']} held-out episodes "
+                     f"per training seed from seed {c['eval']['seed_start']}" if len(runs) > 1 else
+                     f"{c['eval']['episodes']} held-out episodes per training seed from seed {c['eval']['seed_start']}"
+                     for c in runs)
 
 
 def _ci(r: dict, m: str) -> str:

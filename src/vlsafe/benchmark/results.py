@@ -28,7 +28,7 @@ from vlsafe.evaluation.metrics import METRICS, aggregate
 from vlsafe.evaluation.normalised import references
 from vlsafe.runlog import dumps
 
-__all__ = ["collect_results", "write_results", "COLUMNS", "GROUP"]
+__all__ = ["collect_results", "write_results", "pool_results", "COLUMNS", "GROUP"]
 
 GROUP = ("task", "backend", "method", "fraction", "condition", "actor")
 COLUMNS = GROUP + ("budget", "train_seed", "episode_seed", "eval_backend", "eval_variant") + METRICS + (
@@ -185,6 +185,20 @@ def write_results(cells: list[Cell], root: Path, config: dict[str, Any], command
     out = root / "results"
     out.mkdir(parents=True, exist_ok=True)
     rows = collect_results(cells, root)
+    _write_rows(out, rows)
+    summary, paired = summaries(rows, config["reference"], n_boot)
+    present = [m for m in config["methods"] if any(r["method"] == m for r in rows)]
+    data = {"command": command, "config": config, "versions": versions(), "wall_s": wall_s,
+            "summary": summary, "paired": paired,
+            "aggregate": rliable_aggregates(rows, present, config["reference"], reps) if rows else [],
+            "cells": _cell_records(cells, root), "references": references()}
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(dumps(data, indent=1))
+    tmp.replace(out / "summary.json")
+    return out
+
+
+def _write_rows(out: Path, rows: list[dict[str, Any]]) -> None:
     tmp = out / "episodes.csv.tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
@@ -192,12 +206,64 @@ def write_results(cells: list[Cell], root: Path, config: dict[str, Any], command
         for r in rows:
             w.writerow({k: ("" if isinstance(r[k], float) and not math.isfinite(r[k]) else r[k]) for k in COLUMNS})
     tmp.replace(out / "episodes.csv")
-    summary, paired = summaries(rows, config["reference"], n_boot)
-    present = [m for m in config["methods"] if any(r["method"] == m for r in rows)]
-    data = {"command": command, "config": config, "versions": versions(), "wall_s": wall_s,
-            "summary": summary, "paired": paired,
-            "aggregate": rliable_aggregates(rows, present, config["reference"], reps) if rows else [],
-            "cells": _cell_records(cells, root), "references": references()}
+
+
+def pool_results(roots: list[str | Path], out: str | Path, reference: str | None = None,
+                 n_boot: int = 1000, reps: int = 2000) -> Path:
+    """One results folder (episodes.csv, summary.json) from several finished benchmark folders, as if
+    one grid had run them all: a second run that adds methods or tasks over the first one's cached
+    data and world models. Each input's cells are read again (the episodes' exact totals), never
+    its summary; an episode that two inputs both hold is refused, as is an input with no results.
+    `reference`: the paired differences' method (default: the first input's)."""
+    from vlsafe.benchmark.config import BenchmarkConfig
+    from vlsafe.benchmark.grid import expand
+    from vlsafe.config import ConfigError, from_dict, to_dict
+
+    if len(roots) < 2:
+        raise ConfigError("pool: expected two or more benchmark folders")
+    rows, cells, configs, commands, wall = [], [], [], [], 0.0
+    seen: dict[tuple, str] = {}
+    for root in map(Path, roots):
+        meta = root / "benchmark.json"
+        if not meta.is_file():
+            raise ConfigError(f"{meta}: not found (pool reads benchmark folders that hold their cells)")
+        try:
+            bench = json.loads(meta.read_text())
+            cfg = from_dict(BenchmarkConfig, bench["config"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            raise ConfigError(f"{meta}: not written by vlsafe benchmark ({err})") from None
+        grid = expand(cfg)
+        got = collect_results(grid, root)
+        if not got:
+            raise ConfigError(f"{root}: no finished evaluation cell to pool")
+        for r in got:
+            key = tuple(r[k] for k in GROUP) + (r["train_seed"], r["episode_seed"])
+            if key in seen:
+                raise ConfigError(f"{root}: episode {dict(zip(GROUP + ('train_seed', 'episode_seed'), key))} is also "
+                                  f"in {seen[key]}")
+            seen[key] = str(root)
+        rows += got
+        known = {c["key"] for c in cells}  # the runs' shared cells (data, world models) once
+        cells += [c for c in _cell_records(grid, root) if c["key"] not in known]
+        configs.append(to_dict(cfg))
+        commands.append(bench.get("command", f"vlsafe benchmark --out {root}"))
+        summary = root / "results" / "summary.json"
+        wall += json.loads(summary.read_text()).get("wall_s", 0.0) if summary.is_file() else 0.0
+    first = dict(configs[0])
+    for field in ("tasks", "methods", "seeds", "fractions", "conditions"):
+        first[field] = list(dict.fromkeys(x for c in configs for x in c[field]))
+    first["reference"] = reference or configs[0]["reference"]
+    if first["reference"] not in first["methods"]:
+        raise ConfigError(f"--reference: {first['reference']!r} is not among the pooled methods {first['methods']}")
+    first["pooled"] = [{"root": str(r), "command": c, "config": cf} for r, c, cf in zip(roots, commands, configs)]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_rows(out, rows)
+    summary, paired = summaries(rows, first["reference"], n_boot)
+    present = [m for m in first["methods"] if any(r["method"] == m for r in rows)]
+    data = {"command": " && ".join(commands), "config": first, "versions": versions(), "wall_s": wall,
+            "summary": summary, "paired": paired, "aggregate": rliable_aggregates(rows, present, first["reference"], reps),
+            "cells": cells, "references": references()}
     tmp = out / "summary.json.tmp"
     tmp.write_text(dumps(data, indent=1))
     tmp.replace(out / "summary.json")
