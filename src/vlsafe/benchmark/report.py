@@ -458,8 +458,10 @@ def markdown_tables(data: dict, tasks: list[str], methods: list[str]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in data["versions"].items())
     lines = [f"Produced by `{data['command']}` ({_times(data)}); versions: {versions}.", ""]
     lines += [f"## Table I: every task, {frac * 100:g}% of the data, default condition, greedy actor",
-              "", "Mean [95% bootstrap interval] over " f"{len(cfg['seeds'])} training seed(s) x {cfg['eval']['episodes']} "
-              "held-out episodes.", "",
+              "", "Mean [95% bootstrap interval] over " + (
+                  "each row's episodes (pooled runs: " + _episodes_text(cfg) + "; pairs in the paired table)."
+                  if cfg.get("pooled") else
+                  f"{len(cfg['seeds'])} training seed(s) x {cfg['eval']['episodes']} held-out episodes."), "",
               "| task | method | Return | Cost | AS | WC | TD | AR | CR | TCF | DCF | CS | norm. reward | norm. cost |",
               "|---|---|" + "---|" * 12]
     for task in tasks:

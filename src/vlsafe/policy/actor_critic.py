@@ -470,7 +470,7 @@ class ImaginationLearner(nn.Module):
             p = p * torch.exp(-self.cfg.uncertainty * self.state_excess(world_model, feat))
         return p
 
-    def _p_safe(self, world_model: WorldModel, feat: torch.Tensor, columns: torch.Tensor | None) -> torch.Tensor:
+    def _p_safe(self, world_model: WorldModel, feat: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         if self.cfg.safety == "vlm":
             return world_model.p_safe(feat)
         if self.cfg.data_reachability:
