@@ -222,7 +222,8 @@ def _aggregates(page: _Page, data: dict) -> None:
 
     aggs = [a for a in data["aggregate"] if a["condition"] == "default" and a["actor"] == "greedy"]
     if not aggs:
-        page.p("No cross-task aggregate: no task with DSRL references.")
+        page.p("No cross-task aggregate: no method has, on every task, DSRL references and runs of the training "
+               "seeds common to all tasks.")
         return
     body = []
     for a in aggs:

@@ -124,7 +124,9 @@ def summaries(rows: list[dict], reference: str, n_boot: int = 1000) -> tuple[lis
 def rliable_aggregates(rows: list[dict], methods: list[str], reference: str, reps: int = 2000) -> list[dict]:
     """Across tasks, per (fraction, condition, actor): IQM of the normalised reward and cost per
     training run with stratified-bootstrap 95% intervals, and the probability that the reference
-    improves on each other method (higher reward; lower cost), both from rliable."""
+    improves on each other method (higher reward; lower cost), both from rliable. Stratified over
+    the training seeds that every task has (runs pooled from grids of different seeds: their common
+    ones), and only for the methods that have all of them."""
     from rliable import library as rly
     from rliable import metrics as rlm
 
@@ -136,7 +138,9 @@ def rliable_aggregates(rows: list[dict], methods: list[str], reference: str, rep
     out = []
     for (frac, cond, actor), per_run in sorted(runs.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         tasks = sorted({t for (_, t, _) in per_run})
-        seeds = sorted({s for (_, _, s) in per_run})
+        seeds = sorted(set.intersection(*({s for (_, t2, s) in per_run if t2 == t} for t in tasks)))
+        if not seeds:
+            continue
         scores: dict[str, dict[str, np.ndarray]] = {"reward": {}, "cost": {}}
         for m in methods:
             if not all((m, t, s) in per_run for t in tasks for s in seeds):
