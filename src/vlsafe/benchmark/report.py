@@ -441,11 +441,13 @@ def write_report(results: str | Path, out: str | Path | None = None) -> Path:
 
 def _episodes_text(cfg: dict) -> str:
     """Which held-out episodes: one grid's, or each pooled run's (`vlsafe report A B --out OUT`)."""
-    runs = [p["config"] for p in cfg.get("pooled", [])] or [cfg]
-    return "; ".join(f"{'/'.join(c['tasks'])} x {'/'.join(c['methods'])}: {c['eval']['episodes']} held-out episodes "
-                     f"per training seed from seed {c['eval']['seed_start']}" if len(runs) > 1 else
-                     f"{c['eval']['episodes']} held-out episodes per training seed from seed {c['eval']['seed_start']}"
-                     for c in runs)
+    def episodes(c: dict) -> str:
+        return f"{c['eval']['episodes']} held-out episodes per training seed from seed {c['eval']['seed_start']}"
+
+    if not cfg.get("pooled"):
+        return episodes(cfg)
+    return "; ".join(f"{'/'.join(c['tasks'])} x {'/'.join(c['methods'])}: {episodes(c)}"
+                     for c in (p["config"] for p in cfg["pooled"]))
 
 
 def _ci(r: dict, m: str) -> str:

@@ -188,21 +188,13 @@ def write_results(cells: list[Cell], root: Path, config: dict[str, Any], command
     """Write `root/results/`: episodes.csv (tidy), summary.json (everything the report shows)."""
     out = root / "results"
     out.mkdir(parents=True, exist_ok=True)
-    rows = collect_results(cells, root)
-    _write_rows(out, rows)
-    summary, paired = summaries(rows, config["reference"], n_boot)
-    present = [m for m in config["methods"] if any(r["method"] == m for r in rows)]
-    data = {"command": command, "config": config, "versions": versions(), "wall_s": wall_s,
-            "summary": summary, "paired": paired,
-            "aggregate": rliable_aggregates(rows, present, config["reference"], reps) if rows else [],
-            "cells": _cell_records(cells, root), "references": references()}
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(dumps(data, indent=1))
-    tmp.replace(out / "summary.json")
+    _write_tables(out, collect_results(cells, root), config, command, wall_s, _cell_records(cells, root), n_boot, reps)
     return out
 
 
-def _write_rows(out: Path, rows: list[dict[str, Any]]) -> None:
+def _write_tables(out: Path, rows: list[dict[str, Any]], config: dict[str, Any], command: str, wall_s: float,
+                  cells: list[dict[str, Any]], n_boot: int, reps: int) -> None:
+    """episodes.csv and summary.json of `rows` in `out`, each written whole or not at all."""
     tmp = out / "episodes.csv.tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
@@ -210,6 +202,15 @@ def _write_rows(out: Path, rows: list[dict[str, Any]]) -> None:
         for r in rows:
             w.writerow({k: ("" if isinstance(r[k], float) and not math.isfinite(r[k]) else r[k]) for k in COLUMNS})
     tmp.replace(out / "episodes.csv")
+    summary, paired = summaries(rows, config["reference"], n_boot)
+    present = [m for m in config["methods"] if any(r["method"] == m for r in rows)]
+    data = {"command": command, "config": config, "versions": versions(), "wall_s": wall_s,
+            "summary": summary, "paired": paired,
+            "aggregate": rliable_aggregates(rows, present, config["reference"], reps) if rows else [],
+            "cells": cells, "references": references()}
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(dumps(data, indent=1))
+    tmp.replace(out / "summary.json")
 
 
 def pool_results(roots: list[str | Path], out: str | Path, reference: str | None = None,
@@ -251,8 +252,8 @@ def pool_results(roots: list[str | Path], out: str | Path, reference: str | None
         cells += [c for c in _cell_records(grid, root) if c["key"] not in known]
         configs.append(to_dict(cfg))
         commands.append(bench.get("command", f"vlsafe benchmark --out {root}"))
-        summary = root / "results" / "summary.json"
-        wall += json.loads(summary.read_text()).get("wall_s", 0.0) if summary.is_file() else 0.0
+        done = root / "results" / "summary.json"
+        wall += json.loads(done.read_text()).get("wall_s", 0.0) if done.is_file() else 0.0
     first = dict(configs[0])
     for field in ("tasks", "methods", "seeds", "fractions", "conditions"):
         first[field] = list(dict.fromkeys(x for c in configs for x in c[field]))
@@ -262,15 +263,7 @@ def pool_results(roots: list[str | Path], out: str | Path, reference: str | None
     first["pooled"] = [{"root": str(r), "command": c, "config": cf} for r, c, cf in zip(roots, commands, configs)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_rows(out, rows)
-    summary, paired = summaries(rows, first["reference"], n_boot)
-    present = [m for m in first["methods"] if any(r["method"] == m for r in rows)]
-    data = {"command": " && ".join(commands), "config": first, "versions": versions(), "wall_s": wall,
-            "summary": summary, "paired": paired, "aggregate": rliable_aggregates(rows, present, first["reference"], reps),
-            "cells": cells, "references": references()}
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(dumps(data, indent=1))
-    tmp.replace(out / "summary.json")
+    _write_tables(out, rows, first, " && ".join(commands), wall, cells, n_boot, reps)
     return out
 
 

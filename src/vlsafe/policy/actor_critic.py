@@ -207,7 +207,7 @@ class PolicyConfig:
         if self.approach_input and self.conflict_input:
             raise ConfigError("policy.approach_input and policy.conflict_input: expected one of them (both read the "
                               "columns after the vector's 70)")
-        if self.safety_critics == "data" and self.imagined_critics:
+        if self.safety_critics == "data" and self._imagines_anyway:
             raise ConfigError("policy.safety_critics=data: for the AWR actor without imagined critics (extraction awr, "
                               f"critics auto, uncertainty 0), got extraction {self.extraction}, critics {self.critics}, "
                               f"uncertainty {self.uncertainty}")
@@ -217,8 +217,7 @@ class PolicyConfig:
                               f"exists on the data's states only; method {self.method} (extraction {self.extraction}) "
                               "acts on imagined states, which have none"
                               + (" (policy.safety_critics=data takes its safety from the data's states)"
-                                 if self.safety_critics == "imagined" and (self.lagrangian or self.safety == "reachability")
-                                 and self.extraction == "awr" and self.critics == "auto" and self.uncertainty == 0 else ""))
+                                 if self._imagined_safety and not self._imagines_anyway else ""))
 
     @property
     def vector_columns(self) -> tuple[int, ...]:
@@ -248,8 +247,17 @@ class PolicyConfig:
     def imagined_critics(self) -> bool:
         """Whether an update imagines and trains Q and V: only the actor's `exact` target, the
         Lagrangian's cost return and FOSP's p = 1 − V_h (`safety_critics=imagined`) read them."""
-        imagined_safety = self.safety_critics == "imagined" and (self.lagrangian or self.safety == "reachability")
-        return self.critics == "always" or self.extraction != "awr" or imagined_safety or self.uncertainty > 0
+        return self._imagines_anyway or self._imagined_safety
+
+    @property
+    def _imagines_anyway(self) -> bool:
+        """Imagined critics whatever the safety: the `exact` target, `critics=always`, the uncertainty penalty."""
+        return self.critics == "always" or self.extraction != "awr" or self.uncertainty > 0
+
+    @property
+    def _imagined_safety(self) -> bool:
+        """The Lagrangian's cost return or FOSP's V_h from the imagined critics."""
+        return self.safety_critics == "imagined" and (self.lagrangian or self.safety == "reachability")
 
     @property
     def data_reachability(self) -> bool:
@@ -411,16 +419,19 @@ class ImaginationLearner(nn.Module):
         """The vector columns V_b reads: the actor's."""
         return self.actor.columns
 
+    def _value_input(self, feat: torch.Tensor, columns: torch.Tensor | None) -> torch.Tensor:
+        """What the data-state values read: the latent `value_input` names, and the actor's columns."""
+        x = feat[..., self.value_skip:] if self.value_skip else feat
+        return x if columns is None else torch.cat([x, self.actor.scaled_columns(columns)], -1)
+
     def baseline(self, feat: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         """V_b(s) = (reward, cost) returns on the fixed scales, on the input `value_input` names
         and `columns`, the symlog vector's `value_columns` (None when the actor reads no vector)."""
-        x = feat[..., self.value_skip:] if self.value_skip else feat
-        return self.v_mc(x if columns is None else torch.cat([x, self.actor.scaled_columns(columns)], -1))
+        return self.v_mc(self._value_input(feat, columns))
 
     def data_reach(self, feat: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         """V_h(s) regressed on the data's reachability returns (`safety_critics=data`), unclipped."""
-        x = feat[..., self.value_skip:] if self.value_skip else feat
-        return self.v_h(x if columns is None else torch.cat([x, self.actor.scaled_columns(columns)], -1))[..., 0]
+        return self.v_h(self._value_input(feat, columns))[..., 0]
 
     def set_scales(self, reward: float, cost: float) -> None:
         self.scales.copy_(torch.tensor([reward, cost], dtype=self.scales.dtype))
