@@ -402,6 +402,28 @@ def test_conflict_columns_are_refused_where_the_data_has_none(world_model, tmp_p
     assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
 
 
+def test_conflict_weight_counts_the_states_where_going_on_comes_within_the_yield_gap():
+    """`policy.conflict_weight` multiplies the imitation terms at the states whose smallest predicted
+    gap going on (the conflict columns, as start_states hands them: symlog of gap / 16 m) is below the
+    expert's 1.5 m yield gap, and only there; it needs the conflict columns it reads."""
+    from vlsafe.envs.observation import CONFLICT_COLUMNS, CONFLICT_GAP_M
+    from vlsafe.worldmodel.rssm import symlog
+
+    cfg = small("vl-safe", **{"policy.conflict_input": "true", "policy.conflict_weight": "4"}).policy
+    learner = ImaginationLearner(cfg, 48, 15, discrete=True, deter=16)
+    gaps = torch.tensor([0.0, 1.4, 1.6, 8.0, 40.0])  # metres; the stored column is clipped to [0, 1]
+    stored = torch.ones(len(gaps), CONFLICT_COLUMNS[-1] + 1)
+    stored[:, CONFLICT_COLUMNS[-2]] = (gaps / CONFLICT_GAP_M).clamp(0, 1)
+    batch = {"vector": symlog(stored), "has_next": torch.ones(len(gaps), dtype=torch.bool)}
+    assert learner._conflict_weight(batch).tolist() == [4.0, 4.0, 1.0, 1.0, 1.0]
+    plain = ImaginationLearner(small("vl-safe", **{"policy.conflict_input": "true"}).policy, 48, 15, discrete=True,
+                               deter=16)
+    assert plain._conflict_weight(batch).tolist() == [1.0] * 5
+    for bad in ({"policy.conflict_weight": "4"}, {"policy.conflict_input": "true", "policy.conflict_weight": "0"}):
+        with pytest.raises(ConfigError, match="policy.conflict_weight"):
+            small("vl-safe", **bad)
+
+
 def test_the_awr_baseline_reads_the_vector_the_actor_reads(world_model, tmp_path):
     """V_b, the baseline of the AWR advantage, reads the same vector columns as the actor (a gap in
     traffic is then the state's value, not the action's advantage): it reads them, it learns (its

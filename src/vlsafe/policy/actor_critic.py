@@ -56,7 +56,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlsafe.config import ConfigError
-from vlsafe.envs.observation import APPROACH_COLUMNS, CARS_COLUMNS, CONFLICT_COLUMNS, ROUTE_COLUMNS, SPEED_COLUMNS
+from vlsafe.envs.observation import APPROACH_COLUMNS, CARS_COLUMNS, CONFLICT_COLUMNS, CONFLICT_GAP_M, ROUTE_COLUMNS, SPEED_COLUMNS
+from vlsafe.experts.route_follower import RouteFollowerConfig
 from vlsafe.policy.objective import (
     AugmentedLagrangian,
     PercentileNorm,
@@ -116,6 +117,11 @@ class PolicyConfig:
     # follow if the ego goes on (CONFLICT_COLUMNS, recorded with `observation.conflict=true`): the
     # expert yields on these predictions, and from positions and velocities alone the clone yielded late
     conflict_input: bool = False
+    # × on π̂_b's and the AWR actor's log-likelihood at the data's conflict states (the conflict
+    # columns' smallest gap going on below the expert's yield gap, 1.5 m: ~10% of navigation's
+    # states): the clone's errors at the junctions go both ways (going on where the expert yields,
+    # holding or braking where it goes on or clears out), on states the plain average under-weights
+    conflict_weight: float = 1.0
     # how those columns reach the actor, π̂_b and V_b: "symlog" (as stored: the route's lateral
     # places / 32 m, so the decimetres that keep a car on its lane are ~0.01) or "standard" (symlog,
     # then each column shifted and scaled by its mean and standard deviation over the training data)
@@ -204,6 +210,9 @@ class PolicyConfig:
         self._check_vector_inputs()
 
     def _check_vector_inputs(self) -> None:
+        if self.conflict_weight <= 0 or (self.conflict_weight != 1 and not self.conflict_input):
+            raise ConfigError(f"policy.conflict_weight: expected > 0, and 1 unless policy.conflict_input=true (it reads "
+                              f"the conflict columns), got {self.conflict_weight} with conflict_input {self.conflict_input}")
         if self.approach_input and self.conflict_input:
             raise ConfigError("policy.approach_input and policy.conflict_input: expected one of them (both read the "
                               "columns after the vector's 70)")
@@ -548,7 +557,12 @@ class ImaginationLearner(nn.Module):
         if actor_on:
             bc_loss = torch.zeros((), device=data_feat.device)
         else:
-            bc_loss = -self.behaviour.dist(data_in).log_prob(self._action_input(label)).mean()
+            logp_b = self.behaviour.dist(data_in).log_prob(self._action_input(label))
+            if cfg.conflict_weight == 1:
+                bc_loss = -logp_b.mean()
+            else:
+                c = self._conflict_weight(batch)
+                bc_loss = -(c * logp_b).sum() / c.sum()
 
         # -- the weight on the data's own actions, advantages from their real returns (AWR) --
         v_mc = self.baseline(data_feat, vector)
@@ -573,6 +587,8 @@ class ImaginationLearner(nn.Module):
         if actor_on and cfg.extraction in ("awr", "both"):
             logp_data = self.actor.dist(data_in).log_prob(self._action_input(label))
             valid = batch["has_next"].float()
+            if cfg.conflict_weight != 1:
+                valid = valid * self._conflict_weight(batch)
             actor_loss = actor_loss - (w_data * logp_data * valid).sum() / valid.sum().clamp(min=1.0)
 
         with torch.no_grad():
@@ -700,6 +716,15 @@ class ImaginationLearner(nn.Module):
             lam = self.lagrange.update(float(cost_return)) if actor_on else self.lagrange.lam
         adv_r = self._penalised(adv_r, adv_c, lam)
         return adv_r, adv_c, lam, cost_return
+
+    def _conflict_weight(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`policy.conflict_weight` at the batch's conflict states, 1 elsewhere (all 1 when it is 1)."""
+        ones = torch.ones_like(batch["has_next"], dtype=torch.float32)
+        if self.cfg.conflict_weight == 1:
+            return ones
+        gap = batch["vector"][:, CONFLICT_COLUMNS[-2]]  # symlog of the smallest gap going on / CONFLICT_GAP_M
+        conflict = gap < math.log1p(RouteFollowerConfig.yield_gap_m / CONFLICT_GAP_M)
+        return torch.where(conflict, torch.full_like(ones, self.cfg.conflict_weight), ones)
 
     def _data_weight(self, adv: torch.Tensor, returns: torch.Tensor, p: torch.Tensor, lam: float) -> torch.Tensor:
         """w of the dataset's actions from A = G − V_b(s): real discounted returns G against the
