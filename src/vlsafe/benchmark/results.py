@@ -14,6 +14,7 @@ import json
 import math
 import platform
 from collections import defaultdict
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -121,12 +122,25 @@ def summaries(rows: list[dict], reference: str, n_boot: int = 1000) -> tuple[lis
     return summary, paired
 
 
+@contextmanager
+def _seeded_global_rng(seed: int = 0):
+    """numpy's global RNG seeded for the block and restored after it. rliable 1.2.0's stratified
+    bootstrap draws its indices from np.random.choice, whatever `random_state` it is handed."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def rliable_aggregates(rows: list[dict], methods: list[str], reference: str, reps: int = 2000) -> list[dict]:
     """Across tasks, per (fraction, condition, actor): IQM of the normalised reward and cost per
     training run with stratified-bootstrap 95% intervals, and the probability that the reference
     improves on each other method (higher reward; lower cost), both from rliable. Stratified over
     the training seeds that every task has (runs pooled from grids of different seeds: their common
-    ones), and only for the methods that have all of them."""
+    ones), and only for the methods that have all of them. The bootstrap draws from a fixed seed, so
+    a remade report (`vlsafe report`) prints the same intervals."""
     from rliable import library as rly
     from rliable import metrics as rlm
 
@@ -154,7 +168,8 @@ def rliable_aggregates(rows: list[dict], methods: list[str], reference: str, rep
         entry: dict[str, Any] = {"fraction": frac, "condition": cond, "actor": actor, "tasks": tasks, "runs": len(seeds)}
         iqm = lambda x: np.array([rlm.aggregate_iqm(x)])  # noqa: E731
         for what in ("reward", "cost"):
-            point, ci = rly.get_interval_estimates(scores[what], iqm, reps=reps)
+            with _seeded_global_rng():
+                point, ci = rly.get_interval_estimates(scores[what], iqm, reps=reps)
             entry[f"iqm_{what}"] = {m: {"value": float(np.ravel(point[m])[0]), "ci95": [float(x) for x in np.ravel(ci[m])]}
                                     for m in point}
         if reference in scores["reward"]:
@@ -163,7 +178,8 @@ def rliable_aggregates(rows: list[dict], methods: list[str], reference: str, rep
                 pairs = {f"{reference},{m}": (sign * scores[what][reference], sign * scores[what][m])
                          for m in scores[what] if m != reference}
                 if pairs:
-                    point, ci = rly.get_interval_estimates(pairs, rlm.probability_of_improvement, reps=reps)
+                    with _seeded_global_rng():
+                        point, ci = rly.get_interval_estimates(pairs, rlm.probability_of_improvement, reps=reps)
                     poi[what] = {k.split(",")[1]: {"value": float(np.ravel(point[k])[0]),
                                                 "ci95": [float(x) for x in np.ravel(ci[k])]} for k in point}
             entry["probability_of_improvement"] = poi
