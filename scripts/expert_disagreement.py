@@ -27,6 +27,7 @@ from vlsafe.envs.actions import DISCRETE_ACTIONS
 from vlsafe.envs.observation import CONFLICT_COLUMNS, CONFLICT_GAP_M
 from vlsafe.evaluation.driver import load_driver
 from vlsafe.evaluation.evaluate import make_env
+from vlsafe.evaluation.runner import run_episode
 from vlsafe.experts.route_follower import RouteFollower, RouteFollowerConfig
 
 LAST = 50  # steps before the crash that are compared (5 s)
@@ -45,28 +46,29 @@ def crashes(bench: Path, method: str) -> list[tuple[str, int]]:
 
 def replay(run: str, seed: int) -> dict:
     loaded = load_driver(run, greedy=True)
+    if not (loaded.task.get("observation") or {}).get("conflict"):
+        sys.exit(f"{run}: its task records no conflict columns (observation.conflict=true); nothing to compare")
     env = make_env(loaded.task, action=loaded.driver.action_mode)
     expert = RouteFollower()
-    env.reset(seed=seed)
-    rows, info = [], {}
-    while True:
+    rows = []
+
+    def drive(env) -> object:  # the learner acts; the expert is only asked
         vector = env.observation("vector")
-        if len(vector) <= CONFLICT_COLUMNS[-1]:
-            env.close()
-            sys.exit(f"{run}: its task records no conflict columns (observation.conflict=true); nothing to compare")
         expert_action = expert.act(env)
         action = loaded.driver(env)
         rows.append((DISCRETE_ACTIONS[int(action)][0], DISCRETE_ACTIONS[int(expert_action)][0],
                      float(vector[CONFLICT_COLUMNS[-1]]) * CONFLICT_GAP_M))
-        _, _, terminated, truncated, info = env.step(action)
-        if terminated or truncated:
-            break
-    env.close()
+        return action
+
+    try:
+        episode = run_episode(env, drive, seed)
+    finally:
+        env.close()
     x = np.array(rows[-LAST:])
     learner, teacher, brake_gap = x[:, 0], x[:, 1], x[:, 2]
     clear_out = (teacher > 0) & (brake_gap < RouteFollowerConfig.yield_gap_m)
     sign = lambda a: "".join("-0+"[int(np.sign(v)) + 1] for v in a)  # noqa: E731
-    return {"run": run, "seed": seed, "steps": len(rows), "crashed": bool(info.get("collision", False)),
+    return {"run": run, "seed": seed, "steps": len(rows), "crashed": episode.metrics.collisions > 0,
             "slower": int((learner < teacher).sum()), "faster": int((learner > teacher).sum()),
             "braked_in_path": int((clear_out & (learner < 0)).sum()), "learner": sign(learner), "expert": sign(teacher)}
 

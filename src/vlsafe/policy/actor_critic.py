@@ -718,10 +718,8 @@ class ImaginationLearner(nn.Module):
         return adv_r, adv_c, lam, cost_return
 
     def _conflict_weight(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """`policy.conflict_weight` at the batch's conflict states, 1 elsewhere (all 1 when it is 1)."""
+        """`policy.conflict_weight` at the batch's conflict states, 1 elsewhere."""
         ones = torch.ones_like(batch["has_next"], dtype=torch.float32)
-        if self.cfg.conflict_weight == 1:
-            return ones
         gap = batch["vector"][:, CONFLICT_COLUMNS[-2]]  # symlog of the smallest gap going on / CONFLICT_GAP_M
         conflict = gap < math.log1p(RouteFollowerConfig.yield_gap_m / CONFLICT_GAP_M)
         return torch.where(conflict, torch.full_like(ones, self.cfg.conflict_weight), ones)
