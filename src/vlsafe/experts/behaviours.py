@@ -24,8 +24,11 @@ __all__ = ["BEHAVIOURS", "DEFAULT_MIXTURE", "TASK_MIXTURES", "default_mixture", 
 
 # Per-simulator settings of the expert (see ExpertDriver._tune_for).
 BACKEND_TUNING: dict[str, dict] = {
-    "highway": {"config": {"curve_lateral_acc": 0.0, "lane_prediction": False, "yield_horizon_s": 3.0},
-                "steer_diffusion": False},
+    # highway-env's bicycle model turns about the car's centre with its axles at +-L/2 and 45 deg at
+    # full lock (pure pursuit with MetaDrive's geometry asked for about half the steering a bend needs)
+    "highway": {"config": {"curve_lateral_acc": 0.0, "lane_prediction": False, "yield_horizon_s": 3.0,
+                           "rear_axle_frac": 0.5, "full_lock_deg": 45.0},
+                "steer_diffusion": False, "lane_check": "route"},
 }
 
 
@@ -57,6 +60,7 @@ class ExpertDriver:
         self.cooldown = 0
         self.steer_residual = 0.0  # discrete steering's accumulated rounding error
         self.steer_diffusion = True
+        self.lane_check = "ego"  # how a lane beside is found before a lane change (see _lane_beside)
         self._backend: str | None = None
 
     def reset(self, rng: np.random.Generator) -> None:
@@ -89,15 +93,31 @@ class ExpertDriver:
             return
         for side in self.rng.permutation([1.0, -1.0]):
             lateral = side * 3.5
-            target = base.route.point_at(base.route_s + 10.0) + (self.offset + lateral) * np.array([-np.sin(h), np.cos(h)])
-            offset, width = base.lanes.nearest(target, h)
-            if width == 0 or abs(offset) > 0.5 * width:
+            if not self._lane_beside(base, h, self.offset + lateral):
                 continue  # no lane there
             if self.check_gaps and not _lane_free(scene, lateral, self.gap, self.gap * 1.5):
                 continue
             self.offset += lateral
             self.cooldown = 30
             return
+
+    def _lane_beside(self, base, heading: float, lateral: float) -> bool:
+        """A lane going our way `lateral` metres to the side of the route ahead. `lane_check` "ego":
+        10 m ahead, across the ego's heading (the check MetaDrive's datasets were recorded with);
+        "route": 10, 20 and 30 m ahead, each across the route's own direction there. On highway-env
+        the one-point check passed mid-turn, in the corner of the junction, and the expert changed
+        lanes off the road it was turning into (right-turn, 4 of 5 road exits on development seeds)."""
+        if self.lane_check == "ego":
+            target = base.route.point_at(base.route_s + 10.0) + lateral * np.array([-np.sin(heading), np.cos(heading)])
+            offset, width = base.lanes.nearest(target, heading)
+            return width > 0 and abs(offset) <= 0.5 * width
+        for ahead in (10.0, 20.0, 30.0):
+            p = base.route.point_at(base.route_s + np.array([ahead, ahead + 1.0]))
+            t = (p[1] - p[0]) / max(float(np.linalg.norm(p[1] - p[0])), 1e-9)
+            offset, width = base.lanes.nearest(p[0] + lateral * np.array([-t[1], t[0]]), float(np.arctan2(t[1], t[0])))
+            if width == 0 or abs(offset) > 0.5 * width:
+                return False
+        return True
 
     def _tune_for(self, backend: str) -> None:
         """MetaDrive's car slides out of a bend taken fast and rounds its five steering levels badly,
@@ -113,6 +133,7 @@ class ExpertDriver:
                 config.pop("yield_horizon_s", None)
             self.follower.config = dataclasses.replace(self.cfg, **config)
             self.steer_diffusion = tuning.get("steer_diffusion", True)
+            self.lane_check = tuning.get("lane_check", "ego")
 
     def controls(self, env) -> tuple[float, float]:
         base = env.unwrapped

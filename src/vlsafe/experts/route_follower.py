@@ -32,6 +32,7 @@ class RouteFollowerConfig:
     lookahead_min_m: float = 3.0
     lookahead_time_s: float = 0.4  # look-ahead grows with speed
     rear_axle_frac: float = 0.28  # rear axle position behind the centre, as a fraction of car length
+    full_lock_deg: float = 40.0  # front-wheel angle at steering 1 (MetaDrive ~40 deg, highway-env 45)
     max_acceleration: float = 2.0  # m/s^2
     comfortable_deceleration: float = 3.0  # m/s^2
     time_headway_s: float = 1.5
@@ -57,7 +58,7 @@ def pure_pursuit_steering(scene: Scene, route_s: float, cfg: RouteFollowerConfig
     dist = max(float(np.linalg.norm(rel)), 1e-3)
     alpha = np.arctan2(-fwd[1] * rel[0] + fwd[0] * rel[1], fwd @ rel)
     wheel_angle = np.arctan2(2 * wheelbase * np.sin(alpha), dist)
-    return float(np.clip(wheel_angle / np.deg2rad(40.0), -1.0, 1.0))  # both backends: ~40-45 deg at full lock
+    return float(np.clip(wheel_angle / np.deg2rad(cfg.full_lock_deg), -1.0, 1.0))
 
 
 def curve_speed(scene: Scene, route_s: float, cfg: RouteFollowerConfig) -> float:
