@@ -25,7 +25,7 @@ __all__ = ["BEHAVIOURS", "DEFAULT_MIXTURE", "TASK_MIXTURES", "default_mixture", 
 # Per-simulator settings of the expert (see ExpertDriver._tune_for).
 BACKEND_TUNING: dict[str, dict] = {
     # highway-env's bicycle model turns about the car's centre with its axles at +-L/2 and 45 deg at
-    # full lock (pure pursuit with MetaDrive's geometry asked for about half the steering a bend needs)
+    # full lock (pure pursuit with MetaDrive's geometry asked for too little steering in its 9 m turn)
     "highway": {"config": {"curve_lateral_acc": 0.0, "lane_prediction": False, "yield_horizon_s": 3.0,
                            "rear_axle_frac": 0.5, "full_lock_deg": 45.0},
                 "steer_diffusion": False, "lane_check": "route"},
@@ -108,13 +108,16 @@ class ExpertDriver:
         the one-point check passed mid-turn, in the corner of the junction, and the expert changed
         lanes off the road it was turning into (right-turn, 4 of 5 road exits on development seeds)."""
         if self.lane_check == "ego":
-            target = base.route.point_at(base.route_s + 10.0) + lateral * np.array([-np.sin(heading), np.cos(heading)])
-            offset, width = base.lanes.nearest(target, heading)
-            return width > 0 and abs(offset) <= 0.5 * width
-        for ahead in (10.0, 20.0, 30.0):
-            p = base.route.point_at(base.route_s + np.array([ahead, ahead + 1.0]))
-            t = (p[1] - p[0]) / max(float(np.linalg.norm(p[1] - p[0])), 1e-9)
-            offset, width = base.lanes.nearest(p[0] + lateral * np.array([-t[1], t[0]]), float(np.arctan2(t[1], t[0])))
+            probes = [(base.route.point_at(base.route_s + 10.0), heading)]
+        else:
+            probes = []
+            for ahead in (10.0, 20.0, 30.0):
+                p = base.route.point_at(base.route_s + np.array([ahead, ahead + 1.0]))
+                d = p[1] - p[0]
+                probes.append((p[0], float(np.arctan2(d[1], d[0]))))
+        for point, direction in probes:
+            target = point + lateral * np.array([-np.sin(direction), np.cos(direction)])
+            offset, width = base.lanes.nearest(target, direction)
             if width == 0 or abs(offset) > 0.5 * width:
                 return False
         return True

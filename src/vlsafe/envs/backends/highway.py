@@ -8,10 +8,11 @@ action (`{"acceleration", "steering"}`) before each simulation sub-step. Nothing
 
 Timing: simulation 10 Hz, env step `dt` = 0.2 s (two sub-steps). highway-env's defaults
 (15 Hz, 50 cars) run at ~2 steps/s and highway-v0 with 20 cars at 10/5 Hz at ~38 steps/s on
-2 cores. Four hot spots are replaced, per Road instance, by vectorised versions that give
+2 cores. Three hot spots are replaced, per Road instance, by vectorised versions that give
 bit-identical trajectories (checked against the originals): the neighbour-vehicle search, the
-closest-lane search, the collision test (only the ego's collisions are simulated: see `_substep`), and, at the intersection,
-the right-of-way check, which deep-copied the whole road for every pair involving the ego.
+closest-lane search and, at the intersection, the right-of-way check, which deep-copied the whole
+road for every pair involving the ego. The collision test is not highway-env's: only the ego's
+collisions are simulated (see `_substep`, which also keeps traffic from reversing).
 With them step()+vehicles()+events() run at ~65-95 steps/s on four-lane (20 cars), ~80-140 at
 the junction and ~70-200 on the racetracks (2 cores shared with other jobs); dt = 0.1
 (10 Hz policy, one sub-step) roughly doubles these, so it is affordable too.
