@@ -114,3 +114,51 @@ def test_highway_junction_takes_away_a_car_deadlocked_inside_it_and_only_there()
         assert inside not in road.vehicles and waiting in road.vehicles
     finally:
         backend.close()
+
+
+def test_highway_junction_feeds_traffic_at_the_flow_its_density_implies():
+    """highway-env's `spawn_probability` is per policy step; mapped as 6 x density and taken per
+    second it fed the junction 1.85 cars/s at density 0.15, three times the flow the density
+    implies, and the junction jammed for good (7 of 30 development episodes timed out). Now a flow:
+    density per 10 m x the 10 m/s speed limit into each of the 4 roads."""
+    from vlsafe.envs.backends.highway import JUNCTION_SPEED
+
+    backend = make_backend("highway")
+    try:
+        for density, cars_per_s in ((0.05, 0.2), (0.15, 0.6), (0.3, 1.2)):
+            backend.reset(BackendSpec(task="left-turn", traffic_density=density, map_seed=0, max_steps=500), seed=0)
+            assert JUNCTION_SPEED == pytest.approx(10.0)
+            assert backend._spawn_p / backend.dt == pytest.approx(cars_per_s)
+    finally:
+        backend.close()
+
+
+def test_highway_traffic_sees_the_ego_by_its_corners_not_only_its_centre():
+    """Standing turned in the junction, the ego's tail sticks into the lane it came from while its
+    centre is off it; highway-env's traffic tests the centre only, and a car behind that went
+    another way drove into the tail. Traffic now sees the ego in a lane where a corner of it is."""
+    from vlsafe.envs.backends.highway import _lane_coords
+
+    backend = make_backend("highway")
+    try:
+        backend.reset(BackendSpec(task="left-turn", traffic_density=0.1, map_seed=0, max_steps=500), seed=0)
+        road, ego, net = backend.road, backend.ego, backend.road.network
+        index = ("o0", "ir0", 0)
+        lane = net.get_lane(index)
+        car = next(v for v in road.vehicles if v is not ego)
+        road.vehicles = [ego, car]
+        car.lane_index, car.lane = index, lane
+        car.position, car.heading = lane.position(30.0, 0.0), lane.heading_at(30.0)
+        ego.position = lane.position(50.0, 3.5)  # centre 3.5 m beside: off the lane for highway-env (w/2 + 1 = 3 m)
+        seen = {}
+        for turn in (0.0, np.pi / 6, -np.pi / 6):
+            ego.heading = lane.heading_at(50.0) + turn
+            _, lat = _lane_coords(lane, np.asarray(ego.polygon()[:4], dtype=float))
+            seen[turn] = (road.neighbour_vehicles(car, index)[0] is ego, bool((np.abs(lat) <= lane.width / 2).any()))
+        assert seen[0.0] == (False, False)  # parallel beside the lane: not in it, as in highway-env
+        tail_in = [t for t in (np.pi / 6, -np.pi / 6) if seen[t][1]]
+        assert tail_in, "one of the two turns puts a corner of the ego in the lane"
+        assert all(seen[t][0] for t in tail_in)
+        assert not any(seen[t][0] for t in (np.pi / 6, -np.pi / 6) if not seen[t][1])
+    finally:
+        backend.close()

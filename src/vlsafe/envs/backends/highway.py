@@ -84,6 +84,7 @@ FOUR_LANE_ROUTE_M = 400.0  # 500 steps at 4 m/s cover 400 m
 FOUR_LANE_SPEED_LIMIT = 12.0  # traffic cruises at 0.7-0.8 x this, like highway-env's create_random
 TRAFFIC_AHEAD_M, TRAFFIC_BEHIND_M = 300.0, 200.0  # traffic window around the ego (four-lane)
 JUNCTION_EXIT_M = 80.0  # route end along the exit road (highway-env removes cars at 80 m)
+JUNCTION_SPEED = 10.0  # m/s, highway-env's speed limit on the junction's lanes
 JUNCTION_DEADLOCK_S = 8.0  # a car standing this long inside the junction is taken away (a deadlock)
 NAV_ROUTE_M = 500.0
 
@@ -114,7 +115,10 @@ def _lane_coords(lane, pts: np.ndarray):
 
 
 def _fast_neighbour_vehicles(road, vehicle, lane_index=None):
-    """`Road.neighbour_vehicles` without a Python loop over all cars (same result)."""
+    """`Road.neighbour_vehicles` without a Python loop over all cars, and with one departure: for
+    traffic, the ego is in a lane where any corner of it is, not only its centre. Standing turned in
+    the junction, its tail still sticks into the lane it came from, and a car behind that goes
+    another way drove into it (5 of 10 highway-env left-turn collisions, development seeds)."""
     lane_index = lane_index or vehicle.lane_index
     if not lane_index:
         return None, None
@@ -130,6 +134,15 @@ def _fast_neighbour_vehicles(road, vehicle, lane_index=None):
     s = lane.local_coordinates(vehicle.position)[0]
     reach = lane.VEHICLE_LENGTH
     ok = (np.abs(lat_all) <= lane.width / 2 + 1) & (s_all >= -reach) & (s_all < lane.length + reach)
+    if type(vehicle) is not Vehicle:  # traffic also sees the ego where a corner of it is in the lane
+        for i, o in enumerate(objs):
+            if type(o) is Vehicle and not ok[i]:
+                cs, cl = _lane_coords(lane, np.asarray(o.polygon()[:4], dtype=float))
+                inside = (np.abs(cl) <= lane.width / 2) & (cs >= -reach) & (cs < lane.length + reach)
+                if inside.any():
+                    ok[i] = True
+                    s_all = s_all.copy()
+                    s_all[i] = float(cs[inside].min())
     skip = [i for i, o in enumerate(road.objects, len(road.vehicles)) if isinstance(o, Landmark)]
     try:
         skip.append(road.vehicles.index(vehicle))
@@ -394,8 +407,7 @@ class HighwayBackend(Backend):
         density = spec.traffic_density
         config = {"observation": {"type": "Kinematics"}, "action": {"type": "ContinuousAction"},
                   "simulation_frequency": SIM_HZ, "other_vehicles_type": f"{__name__}._JunctionIDM",
-                  "initial_vehicle_count": max(1, int(round(density * 100))),
-                  "spawn_probability": float(min(1.0, 6.0 * density))}
+                  "initial_vehicle_count": max(1, int(round(density * 100)))}
         if env is None:
             env = self._envs["junction"] = IntersectionEnv(config=config)
         env.configure(config)
@@ -418,7 +430,9 @@ class HighwayBackend(Backend):
         pieces = [(approach, s0, approach.length), (turn, 0.0, turn.length), (leave, 0.0, JUNCTION_EXIT_M)]
         lanes = [_lane_to_vl(lane, junction=_from.startswith("ir"))
                  for (_from, _to, _id), lane in net.lanes_dict().items()]
-        self._spawn_p = 1.0 - (1.0 - env.config["spawn_probability"]) ** self.dt  # per env step
+        # a flow, not highway-env's per-step probability: density (cars per 10 m of lane) x the
+        # junction's speed limit, into each of its 4 roads (0.6 cars/s at the default 0.15)
+        self._spawn_p = min(1.0, 4 * density / 10.0 * JUNCTION_SPEED * self.dt)  # per env step
         return lanes, pieces
 
     def _racetrack(self, spec):
