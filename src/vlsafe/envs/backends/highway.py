@@ -134,15 +134,20 @@ def _fast_neighbour_vehicles(road, vehicle, lane_index=None):
     s = lane.local_coordinates(vehicle.position)[0]
     reach = lane.VEHICLE_LENGTH
     ok = (np.abs(lat_all) <= lane.width / 2 + 1) & (s_all >= -reach) & (s_all < lane.length + reach)
-    if type(vehicle) is not Vehicle:  # traffic also sees the ego where a corner of it is in the lane
-        for i, o in enumerate(objs):
-            if type(o) is Vehicle and not ok[i]:
-                cs, cl = _lane_coords(lane, np.asarray(o.polygon()[:4], dtype=float))
-                inside = (np.abs(cl) <= lane.width / 2) & (cs >= -reach) & (cs < lane.length + reach)
-                if inside.any():
-                    ok[i] = True
-                    s_all = s_all.copy()
-                    s_all[i] = float(cs[inside].min())
+    ego = getattr(road, "_vl_ego", None)
+    i = road.vehicles.index(ego) if ego is not None and vehicle is not ego and ego in road.vehicles else -1
+    if i >= 0 and not ok[i]:
+        # traffic also sees the ego where a corner of it is in the lane; the corners are looked at
+        # only when its box, turned against the lane, reaches that far across (+0.5 m for a bend)
+        turn = ego.heading - lane.heading_at(float(s_all[i]))
+        across = 0.5 * (ego.LENGTH * abs(np.sin(turn)) + ego.WIDTH * abs(np.cos(turn)))
+        if abs(lat_all[i]) - across <= lane.width / 2 + 0.5:
+            cs, cl = _lane_coords(lane, np.asarray(ego.polygon()[:4], dtype=float))
+            inside = (np.abs(cl) <= lane.width / 2) & (cs >= -reach) & (cs < lane.length + reach)
+            if inside.any():
+                ok[i] = True
+                s_all = s_all.copy()
+                s_all[i] = float(cs[inside].min())
     skip = [i for i, o in enumerate(road.objects, len(road.vehicles)) if isinstance(o, Landmark)]
     try:
         skip.append(road.vehicles.index(vehicle))
@@ -487,6 +492,7 @@ class HighwayBackend(Backend):
         lane = self.road.network.get_lane(lane_index)
         ego = Vehicle(self.road, lane.position(s, 0.0), lane.heading_at(s), EGO_SPEED0)
         ego.action = {"acceleration": 0.0, "steering": 0.0}
+        self.road._vl_ego = ego  # traffic sees the ego by its corners (_fast_neighbour_vehicles)
         return ego
 
     def _final_road_halfwidth(self, piece) -> float:
