@@ -9,9 +9,10 @@ action (`{"acceleration", "steering"}`) before each simulation sub-step. Nothing
 Timing: simulation 10 Hz, env step `dt` = 0.2 s (two sub-steps). highway-env's defaults
 (15 Hz, 50 cars) run at ~2 steps/s and highway-v0 with 20 cars at 10/5 Hz at ~38 steps/s on
 2 cores. Three hot spots are replaced, per Road instance, by vectorised versions that give
-bit-identical trajectories (checked against the originals): the neighbour-vehicle search, the
-closest-lane search and, at the intersection, the right-of-way check, which deep-copied the whole
-road for every pair involving the ego. The collision test is not highway-env's: only the ego's
+bit-identical trajectories (checked against the originals): the neighbour-vehicle search (but for
+one departure: traffic sees the ego by its corners, not only its centre), the closest-lane search
+and, at the intersection, the right-of-way check, which deep-copied the whole road for every pair
+involving the ego. The collision test is not highway-env's: only the ego's
 collisions are simulated (see `_substep`, which also keeps traffic from reversing).
 With them step()+vehicles()+events() run at ~65-95 steps/s on four-lane (20 cars), ~80-140 at
 the junction and ~70-200 on the racetracks (2 cores shared with other jobs); dt = 0.1
@@ -135,7 +136,10 @@ def _fast_neighbour_vehicles(road, vehicle, lane_index=None):
     reach = lane.VEHICLE_LENGTH
     ok = (np.abs(lat_all) <= lane.width / 2 + 1) & (s_all >= -reach) & (s_all < lane.length + reach)
     ego = getattr(road, "_vl_ego", None)
-    i = road.vehicles.index(ego) if ego is not None and vehicle is not ego and ego in road.vehicles else -1
+    try:
+        i = road.vehicles.index(ego) if ego is not None and vehicle is not ego else -1
+    except ValueError:  # the ego is not on this road (a predicted copy's road)
+        i = -1
     if i >= 0 and not ok[i]:
         # traffic also sees the ego where a corner of it is in the lane; the corners are looked at
         # only when its box, turned against the lane, reaches that far across (+0.5 m for a bend)
