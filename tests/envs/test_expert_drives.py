@@ -77,6 +77,30 @@ def test_a_car_entering_a_turn_is_predicted_along_the_turn_and_straight_on():
     assert np.linalg.norm(paths[0][2] - on_beyond) > 5.0  # constant velocity alone misses the turning car
 
 
+def test_a_car_that_shows_its_turn_is_predicted_along_it_and_straight_on_only():
+    """Where the simulator tells a car's plan (Vehicles.plan: highway-env's junction), the car is
+    predicted along that plan and at constant velocity, not along every branch of the lane graph;
+    without a lane graph the plan is still used."""
+    approach = _lane([[x, 0.0] for x in np.linspace(-20, 0, 11)])
+    straight = _lane([[x, 0.0] for x in np.linspace(0, 30, 16)])
+    left = _lane(_arc((0.0, 10.0), 10.0, -np.pi / 2, 0.0))
+    beyond = _lane([[10.0, y] for y in np.linspace(10, 40, 16)])
+    graph = LaneGraph(RoadMap(lanes=(approach, straight, left, beyond)))
+    turn = np.concatenate([[[x, 0.0] for x in np.linspace(-10, 0, 6)], left.centre[1:], beyond.centre[1:]])
+    plan = np.full((2, len(turn), 2), np.nan)
+    plan[1] = turn
+    cars = Vehicles(position=np.array([[-50.0, -50.0], [-10.0, 0.0]]), heading=np.zeros(2),
+                    velocity=np.array([[0.0, 0.0], [5.0, 0.0]]), length=np.full(2, 4.5), width=np.full(2, 1.8),
+                    plan=plan)
+    t = np.array([1.0, 3.0])
+    on_arc = _arc((0.0, 10.0), 10.0, -np.pi / 2, -np.pi / 2 + 5.0 / 10.0, 2)[-1]  # 15 m on: 5 m into the arc
+    for g in (graph, None):
+        paths, owner = predict_paths(g, cars, t, np.array([1]))
+        assert len(paths) == 2 and (owner == 1).all()  # constant velocity + the plan, no straight branch
+        assert np.linalg.norm(paths[1][1] - on_arc) < 0.3
+        assert np.linalg.norm(paths[0][1] - [5.0, 0.0]) < 1e-9
+
+
 def _scene_on(route_points) -> Scene:
     route = Route(points=np.asarray(route_points))
     ego = Vehicles(position=route.points[:1].copy(), heading=np.zeros(1), velocity=np.array([[7.0, 0.0]]),

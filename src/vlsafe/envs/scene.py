@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Lane", "RoadMap", "Vehicles", "Scene", "Route", "sample_lane", "box_corners", "wrap_angle"]
+__all__ = ["PLAN_STEP_M", "Lane", "RoadMap", "Vehicles", "Scene", "Route", "sample_lane", "box_corners", "wrap_angle"]
+
+
+PLAN_STEP_M = 2.0  # spacing of the points of Vehicles.plan
 
 
 def wrap_angle(a: np.ndarray | float) -> np.ndarray | float:
@@ -125,12 +128,18 @@ class Vehicles:
     velocity: np.ndarray  # (N,2) m/s, world frame
     length: np.ndarray  # (N,) m
     width: np.ndarray  # (N,) m
+    # (N,K,2) m: where each car's simulator will drive it, its planned lanes from where it is, as
+    # points PLAN_STEP_M apart (NaN where not known); None from a simulator that does not say. The
+    # scripted expert reads it as a driver reads indicators; it is never drawn, so learners do not.
+    plan: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.position)
         for name in ("heading", "length", "width"):
             assert getattr(self, name).shape == (n,), f"{name} shape {getattr(self, name).shape} != ({n},)"
         assert self.velocity.shape == (n, 2), f"velocity shape {self.velocity.shape} != ({n}, 2)"
+        assert self.plan is None or (self.plan.ndim == 3 and self.plan.shape[0] == n and self.plan.shape[2] == 2), \
+            f"plan shape {None if self.plan is None else self.plan.shape} != ({n}, K, 2)"
 
     @property
     def speed(self) -> np.ndarray:

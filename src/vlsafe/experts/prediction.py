@@ -5,7 +5,9 @@ junction it turns along a connector lane. A constant-velocity prediction sends a
 straight on, so an expert that yields on it brakes *inside* the path the car really takes: that
 was most of the scripted expert's collisions at junctions and roundabouts (left-turn, navigation).
 Here every car is matched to the lanes it drives on and moved along each lane and each of its
-successors at its current speed; the expert treats every branch as possible.
+successors at its current speed; the expert treats every branch as possible. Where the simulator
+says which branch a car will take (Vehicles.plan, the turn its indicator would show: highway-env's
+junction), the car is moved along that one instead.
 """
 
 from __future__ import annotations
@@ -94,11 +96,14 @@ def _along(poly: np.ndarray, dist: np.ndarray) -> np.ndarray:
     return out
 
 
-def predict_paths(graph: LaneGraph, vehicles: Vehicles, t: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def predict_paths(graph: LaneGraph | None, vehicles: Vehicles, t: np.ndarray,
+                  which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predicted positions (H, T, 2) at times t for the cars `which` (indices into vehicles), and
-    the car each of the H hypotheses belongs to. Every car gets its constant-velocity path plus one
-    path per lane branch it may follow at its current speed."""
+    the car each of the H hypotheses belongs to. Every car gets its constant-velocity path plus, at
+    its current speed, its planned path where the simulator tells it (Vehicles.plan), else one path
+    per lane branch it may follow (given the lane graph)."""
     paths, owner = [], []
+    plan = vehicles.plan
     for i in which:
         p, v = vehicles.position[i], vehicles.velocity[i]
         paths.append(p + v[None, :] * t[:, None])
@@ -107,6 +112,13 @@ def predict_paths(graph: LaneGraph, vehicles: Vehicles, t: np.ndarray, which: np
         if speed < 0.5:
             continue
         dist = speed * t
+        if plan is not None and np.isfinite(plan[i, 0, 0]):
+            poly = np.concatenate([[p], plan[i]]) if np.linalg.norm(plan[i, 0] - p) > 1e-6 else plan[i]
+            paths.append(_along(poly, dist))
+            owner.append(i)
+            continue
+        if graph is None:
+            continue
         for lane, s in graph.match(p, float(vehicles.heading[i]))[:3]:
             for poly in graph.branches(lane, s, float(dist[-1])):
                 # start from the car's own position, then follow the lane

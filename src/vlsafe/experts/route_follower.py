@@ -164,7 +164,7 @@ def _traffic(scene: Scene, which: np.ndarray, graph: LaneGraph | None, t: np.nda
     """Circles (H, T, 3, 2) of every predicted path of the cars `which` at times t, and the car each
     path belongs to: at constant velocity, and given the lane graph along every lane they may follow."""
     veh = scene.vehicles
-    if graph is None:
+    if graph is None and veh.plan is None:
         others, owner = veh.position[which, None, :] + veh.velocity[which, None, :] * t[None, :, None], np.asarray(which)
     else:
         others, owner = predict_paths(graph, veh, t, which)

@@ -23,7 +23,8 @@ flag is cleared before each step so the ego stays drivable (as in MetaDrive) and
 decides termination. `off_road` is highway-env's `not on_road` (centre outside the nearest
 lane). `arrived`: progress along the route within 2 m of its end, laterally on the final road.
 `vehicles().velocity` is the bicycle model's true motion (heading + slip angle beta, at most
-27 deg at full lock), so it can differ from the body heading while steering.
+27 deg at full lock), so it can differ from the body heading while steering. At the junction,
+`vehicles().plan` is each car's planned lanes ahead (highway-env's `route`), for the expert.
 
 Frames: highway-env works in a y-down screen frame where heading grows clockwise on screen
 and positive steering turns right. We flip y (and heading, and the steering sign) so that all
@@ -65,7 +66,7 @@ from highway_env.vehicle.kinematics import Vehicle  # noqa: E402
 from highway_env.vehicle.objects import Landmark  # noqa: E402
 
 from vlsafe.envs.backends.base import Backend, BackendEvents, BackendSpec  # noqa: E402
-from vlsafe.envs.scene import Lane, RoadMap, Route, Vehicles, sample_lane, wrap_angle  # noqa: E402
+from vlsafe.envs.scene import PLAN_STEP_M, Lane, RoadMap, Route, Vehicles, sample_lane, wrap_angle  # noqa: E402
 
 __all__ = ["HighwayBackend", "MAX_STEER", "ACCEL_GAIN"]
 
@@ -86,6 +87,7 @@ FOUR_LANE_SPEED_LIMIT = 12.0  # traffic cruises at 0.7-0.8 x this, like highway-
 TRAFFIC_AHEAD_M, TRAFFIC_BEHIND_M = 300.0, 200.0  # traffic window around the ego (four-lane)
 JUNCTION_EXIT_M = 80.0  # route end along the exit road (highway-env removes cars at 80 m)
 JUNCTION_SPEED = 10.0  # m/s, highway-env's speed limit on the junction's lanes
+PLAN_M = 40.0  # how far ahead Vehicles.plan reaches (4 s at the junction's speed limit)
 JUNCTION_DEADLOCK_S = 8.0  # a car standing this long inside the junction is taken away (a deadlock)
 NAV_ROUTE_M = 500.0
 
@@ -562,9 +564,32 @@ class HighwayBackend(Backend):
         steer = np.array([v.action.get("steering", 0.0) if v.action else 0.0 for v in sel], dtype=float)
         course = heading + np.arctan(0.5 * np.tan(steer))  # the bicycle model moves at heading + slip
         velocity = np.stack([speed * np.cos(course), -speed * np.sin(course)], axis=1)
+        plan = self._plans(sel) if self._env is not None else None
         return Vehicles(position=pos, heading=wrap_angle(-heading), velocity=velocity,
                         length=np.array([v.LENGTH for v in sel], dtype=float),
-                        width=np.array([v.WIDTH for v in sel], dtype=float))
+                        width=np.array([v.WIDTH for v in sel], dtype=float), plan=plan)
+
+    def _plans(self, sel: list) -> np.ndarray:
+        """Each junction car's planned lanes from where it stands, PLAN_M ahead (Vehicles.plan):
+        its turn at the junction, as an indicator shows it. Predicted straight on (constant
+        velocity), a car turning from the ego's left swept the ego waiting at the junction's entry
+        (development seeds, docs/experts.md); predicted along every lane it may take, the expert
+        yielded to turns no car made."""
+        plan = np.full((len(sel), int(PLAN_M / PLAN_STEP_M) + 1, 2), np.nan)
+        for i, v in enumerate(sel):
+            route = [r[:2] for r in getattr(v, "route", None) or []]  # highway-env pops passed lanes
+            if v is self.ego or v.lane_index[:2] not in route:
+                continue
+            k, lane = route.index(v.lane_index[:2]), v.lane
+            s = lane.local_coordinates(v.position)[0]
+            for j in range(plan.shape[1]):
+                while s > lane.length and k + 1 < len(route):
+                    s -= lane.length
+                    k += 1
+                    lane = self.road.network.get_lane((*route[k], 0))
+                plan[i, j] = lane.position(s, 0.0)
+                s += PLAN_STEP_M
+        return plan * _FLIP
 
     def events(self) -> BackendEvents:
         _, lateral, _ = self.route.project(_xy(self.ego.position), self._s - 10.0, self._s + 30.0)
