@@ -89,29 +89,41 @@ def test_highway_traffic_passes_through_traffic_and_never_reverses():
 def test_highway_junction_takes_away_a_car_deadlocked_inside_it_and_only_there():
     """highway-env's junction traffic locks itself up (with the ego parked 40-60 m back, 13 of 30
     development episodes): a car that has stood JUNCTION_DEADLOCK_S inside the junction is taken
-    away; one waiting on its approach road stays."""
-    from vlsafe.envs.backends.highway import JUNCTION_DEADLOCK_S
+    away; one waiting on its approach road stays. A locked junction also creeps (0.1-0.6 m/s for
+    the rest of the episode, with the ego in it: 8 of 200 development episodes timed out so), and
+    a car crawling below JUNCTION_CRAWL counts as standing; one driving through does not."""
+    from vlsafe.envs.backends.highway import JUNCTION_CRAWL, JUNCTION_DEADLOCK_S
 
     backend = make_backend("highway")
     try:
         backend.reset(BackendSpec(task="left-turn", traffic_density=0.1, map_seed=0, max_steps=500), seed=0)
         road, ego, net = backend.road, backend.ego, backend.road.network
         others = [v for v in road.vehicles if v is not ego]
-        inside, waiting = others[:2]
-        road.vehicles = [ego, inside, waiting]  # nothing else moving about
-        for car, index, s in ((inside, ("ir2", "il3", 0), 5.0), (waiting, ("o2", "ir2", 0), 95.0)):
+        assert len(others) >= 4
+        inside, waiting, crawling, driving = others[:4]
+        road.vehicles = [ego, inside, waiting, crawling]  # nothing else moving about
+        assert JUNCTION_CRAWL == pytest.approx(1.0)
+        for car, index, s, speed in ((inside, ("ir2", "il3", 0), 5.0, 0.0), (waiting, ("o2", "ir2", 0), 95.0, 0.0),
+                                     (crawling, ("ir1", "il3", 0), 2.0, 0.5), (driving, ("ir3", "il1", 0), 0.0, 2.5)):
             lane = net.get_lane(index)
             car.lane_index, car.lane = index, lane
             car.position, car.heading = lane.position(s, 0.0), lane.heading_at(s)
-            car.speed, car.target_speed = 0.0, 0.0  # stands for good
+            car.speed, car.target_speed = speed, speed  # stands, crawls or drives on for good
             car.route = [index]
         steps = int(round(JUNCTION_DEADLOCK_S / backend.dt))
         for _ in range(steps - 2):
             backend.step(-2.0, 0.0)
-        assert inside in road.vehicles  # standing a while is allowed
+        assert inside in road.vehicles and crawling in road.vehicles  # standing a while is allowed
+        assert crawling.speed == pytest.approx(0.5, abs=0.05) and crawling.lane_index[0] == "ir1"
         for _ in range(4):
             backend.step(-2.0, 0.0)
-        assert inside not in road.vehicles and waiting in road.vehicles
+        assert inside not in road.vehicles and crawling not in road.vehicles and waiting in road.vehicles
+        road.vehicles.append(driving)  # 2.5 m/s through the junction (22 m in 8.8 s): never taken away
+        for _ in range(steps + 4):
+            if driving.lane_index[0] != "ir3":
+                break
+            backend.step(-2.0, 0.0)
+            assert driving in road.vehicles
     finally:
         backend.close()
 

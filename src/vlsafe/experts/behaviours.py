@@ -26,9 +26,11 @@ __all__ = ["BEHAVIOURS", "DEFAULT_MIXTURE", "TASK_MIXTURES", "default_mixture", 
 BACKEND_TUNING: dict[str, dict] = {
     # highway-env's bicycle model turns about the car's centre with its axles at +-L/2 and 45 deg at
     # full lock (pure pursuit with MetaDrive's geometry asked for too little steering in its 9 m turn);
-    # its junction cars carry their plan (Vehicles.plan), so the lane graph's every-branch guess is off
+    # its junction cars carry their plan (Vehicles.plan), so the lane graph's every-branch guess is off;
+    # in its locked junctions the ego crept into standing cars or waited on one for good (standing_gap_m)
     "highway": {"config": {"curve_lateral_acc": 0.0, "lane_prediction": False, "yield_horizon_s": 3.0,
-                           "rear_axle_frac": 0.5, "full_lock_deg": 45.0},
+                           "rear_axle_frac": 0.5, "full_lock_deg": 45.0,
+                           "standing_gap_m": 0.5},
                 "steer_diffusion": False, "lane_check": "route"},
 }
 

@@ -42,6 +42,7 @@ class RouteFollowerConfig:
     yield_gap_m: float = 1.5  # predicted gap between the cars' bodies that counts as a conflict
     curve_lateral_acc: float = 1.2  # m/s^2 allowed in curves (0: no curve slow-down)
     lane_prediction: bool = True  # also predict other cars along the lanes they may follow (junctions)
+    standing_gap_m: float = 0.0  # > 0: the gap to keep from a standing car (none closer, even to clear out)
 
 
 def pure_pursuit_steering(scene: Scene, route_s: float, cfg: RouteFollowerConfig, offset: float = 0.0) -> float:
@@ -223,11 +224,24 @@ def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig
     veh = scene.vehicles
     circles, owner = _traffic(scene, _relevant(scene), graph, t)  # the others' circles once, for all three options
     options = [acc, min(acc, -cfg.comfortable_deceleration), cfg.max_acceleration]  # go on, brake, clear out
-    clear = [_clearance(_ego_circles(scene, route_s, cfg, a, t), float(veh.width[0]), circles, veh.width[owner])
-             for a in options]
-    for a, c in zip(options, clear):
-        if c >= cfg.yield_gap_m:
+    egos = [_ego_circles(scene, route_s, cfg, a, t) for a in options]
+    width = float(veh.width[0])
+    if cfg.standing_gap_m <= 0:
+        clear = [_clearance(e, width, circles, veh.width[owner]) for e in egos]
+        for a, c in zip(options, clear):
+            if c >= cfg.yield_gap_m:
+                return a
+        return options[int(np.argmax(clear))]
+    # A standing car will be where it is: pass it at standing_gap_m, never closer. One predicted to
+    # drive into the ego may brake for it, so against moving cars the clearest option is the fallback.
+    still = veh.speed[owner] < 0.5
+    moving = [_clearance(e, width, circles[~still], veh.width[owner][~still]) for e in egos]
+    standing = [_clearance(e, width, circles[still], veh.width[owner][still]) for e in egos]
+    for a, m, n in zip(options, moving, standing):
+        if m >= cfg.yield_gap_m and n >= cfg.standing_gap_m:
             return a
+    clear = [min(m, n) if n >= cfg.standing_gap_m or k == 1 else -np.inf
+             for k, (m, n) in enumerate(zip(moving, standing))]
     return options[int(np.argmax(clear))]
 
 

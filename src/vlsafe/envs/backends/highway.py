@@ -89,6 +89,7 @@ JUNCTION_EXIT_M = 80.0  # route end along the exit road (highway-env removes car
 JUNCTION_SPEED = 10.0  # m/s, highway-env's speed limit on the junction's lanes
 PLAN_M = 40.0  # how far ahead Vehicles.plan reaches (4 s at the junction's speed limit)
 JUNCTION_DEADLOCK_S = 8.0  # a car standing this long inside the junction is taken away (a deadlock)
+JUNCTION_CRAWL = 1.0  # m/s: "standing" for the deadlock rule (a locked junction creeps at 0.1-0.6 m/s)
 NAV_ROUTE_M = 500.0
 
 _LINE = {LineType.NONE: "none", LineType.STRIPED: "broken", LineType.CONTINUOUS: "solid",
@@ -545,7 +546,7 @@ class HighwayBackend(Backend):
             if v is self.ego:
                 continue
             stood = getattr(v, "_vl_stood", 0.0)
-            v._vl_stood = stood + self.dt if v.speed < 0.1 and v.lane_index[0].startswith("ir") else 0.0
+            v._vl_stood = stood + self.dt if v.speed < JUNCTION_CRAWL and v.lane_index[0].startswith("ir") else 0.0
             if v._vl_stood >= JUNCTION_DEADLOCK_S:
                 self.road.vehicles.remove(v)
 
