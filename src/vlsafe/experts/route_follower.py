@@ -226,21 +226,17 @@ def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig
     options = [acc, min(acc, -cfg.comfortable_deceleration), cfg.max_acceleration]  # go on, brake, clear out
     egos = [_ego_circles(scene, route_s, cfg, a, t) for a in options]
     width = float(veh.width[0])
-    if cfg.standing_gap_m <= 0:
-        clear = [_clearance(e, width, circles, veh.width[owner]) for e in egos]
-        for a, c in zip(options, clear):
-            if c >= cfg.yield_gap_m:
-                return a
-        return options[int(np.argmax(clear))]
-    # A standing car will be where it is: pass it at standing_gap_m, never closer. One predicted to
-    # drive into the ego may brake for it, so against moving cars the clearest option is the fallback.
+    # With standing_gap_m, a standing car will be where it is: pass it at that gap, never closer (not
+    # even to clear out). One predicted to drive into the ego may brake for it, so against moving cars
+    # the clearest option stays the fallback. Without it, every car needs the yield gap.
     still = veh.speed[owner] < 0.5
+    standing_gap = cfg.standing_gap_m if cfg.standing_gap_m > 0 else cfg.yield_gap_m
     moving = [_clearance(e, width, circles[~still], veh.width[owner][~still]) for e in egos]
     standing = [_clearance(e, width, circles[still], veh.width[owner][still]) for e in egos]
     for a, m, n in zip(options, moving, standing):
-        if m >= cfg.yield_gap_m and n >= cfg.standing_gap_m:
+        if m >= cfg.yield_gap_m and n >= standing_gap:
             return a
-    clear = [min(m, n) if n >= cfg.standing_gap_m or k == 1 else -np.inf
+    clear = [min(m, n) if cfg.standing_gap_m <= 0 or n >= cfg.standing_gap_m or k == 1 else -np.inf
              for k, (m, n) in enumerate(zip(moving, standing))]
     return options[int(np.argmax(clear))]
 
