@@ -75,8 +75,8 @@ def test_a_car_entering_a_turn_is_predicted_along_the_turn_and_straight_on():
     cars = Vehicles(position=np.array([[-50.0, -50.0], [-10.0, 0.0]]), heading=np.zeros(2),
                     velocity=np.array([[0.0, 0.0], [5.0, 0.0]]), length=np.full(2, 4.5), width=np.full(2, 1.8))
     t = np.array([1.0, 3.0, 5.0])
-    paths, owner, still = predict_paths(graph, cars, t, np.array([1]))
-    assert (owner == 1).all() and len(paths) == 3 and not still.any()  # constant velocity + two lane branches
+    paths, owner = predict_paths(graph, cars, t, np.array([1]))
+    assert (owner == 1).all() and len(paths) == 3  # constant velocity + two lane branches
     arc_len = 10.0 * np.pi / 2
     on_arc = _arc((0.0, 10.0), 10.0, -np.pi / 2, -np.pi / 2 + 5.0 / 10.0, 2)[-1]  # 15 m on: 5 m into the arc
     on_beyond = np.array([10.0, 10.0 + 25.0 - 10.0 - arc_len])  # 25 m on: past the arc
@@ -104,38 +104,10 @@ def test_a_car_that_shows_its_turn_is_predicted_along_it_and_straight_on_only():
     t = np.array([1.0, 3.0])
     on_arc = _arc((0.0, 10.0), 10.0, -np.pi / 2, -np.pi / 2 + 5.0 / 10.0, 2)[-1]  # 15 m on: 5 m into the arc
     for g in (graph, None):
-        paths, owner, _ = predict_paths(g, cars, t, np.array([1]))
+        paths, owner = predict_paths(g, cars, t, np.array([1]))
         assert len(paths) == 2 and (owner == 1).all()  # constant velocity + the plan, no straight branch
         assert np.linalg.norm(paths[1][1] - on_arc) < 0.3
         assert np.linalg.norm(paths[0][1] - [5.0, 0.0]) < 1e-9
-
-
-def test_a_waiting_car_with_the_right_of_way_is_expected_to_set_off():
-    """A car stands 12 m ahead, 6 m to the right of the ego's road, its plan straight across it.
-    Standing, it is no conflict; but it waits for others, not for the ego, when it ranks above it
-    (Vehicles.priority: highway-env's traffic yields only to a higher-ranked car), and set off at
-    highway-env's 6 m/s^2 it reaches the ego's path as the ego does. Two crashes of 200 development
-    episodes (5584, 5644) were such a car. With `set_off_acceleration` the expert waits; for a car
-    ranked below the ego, or without the rule, it goes on."""
-    route = Route(points=np.array([[0.0, 0.0], [60.0, 0.0]]))
-    across = np.array([[12.0, -6.0 + 2.0 * k] for k in range(21)])
-    plan = np.stack([np.full_like(across, np.nan), across])
-
-    def scene(ranks):
-        cars = Vehicles(position=np.array([[0.0, 0.0], [12.0, -6.0]]), heading=np.array([0.0, np.pi / 2]),
-                        velocity=np.array([[6.0, 0.0], [0.0, 0.0]]), length=np.full(2, 5.0), width=np.full(2, 2.0),
-                        plan=plan, priority=np.array(ranks, dtype=float))
-        return Scene(RoadMap(lanes=(_lane(route.points),)), route, cars)
-
-    cfg = RouteFollowerConfig(yield_horizon_s=3.0, lane_prediction=False)
-    waits = dataclasses.replace(cfg, set_off_acceleration=6.0, set_off_speed=10.0)
-    paths, owner, still = predict_paths(None, scene([0, 3]).vehicles, np.array([1.0, 3.0]), np.array([1]), (6.0, 10.0))
-    assert len(paths) == 2 and still.tolist() == [True, False]  # standing where it is, and setting off
-    assert paths[1][1] == pytest.approx([12.0, -6.0 + 0.5 * 6.0 * (10 / 6) ** 2 + 10.0 * (3.0 - 10 / 6)])
-    assert yielding_acceleration(scene([0, 3]), 0.0, cfg, 2.0) == 2.0  # standing: no conflict
-    assert yielding_acceleration(scene([0, 3]), 0.0, waits, 2.0) < 0.0  # it has the right of way: wait
-    assert yielding_acceleration(scene([2, 1]), 0.0, waits, 2.0) == 2.0  # it waits for the ego
-    assert BACKEND_TUNING["highway"]["config"]["set_off_acceleration"] == 6.0
 
 
 def _scene_on(route_points) -> Scene:

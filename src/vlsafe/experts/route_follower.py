@@ -43,10 +43,6 @@ class RouteFollowerConfig:
     curve_lateral_acc: float = 1.2  # m/s^2 allowed in curves (0: no curve slow-down)
     lane_prediction: bool = True  # also predict other cars along the lanes they may follow (junctions)
     standing_gap_m: float = 0.0  # > 0: the gap to keep from a standing car (none closer, even to clear out)
-    # > 0: a standing car with the right of way (Vehicles.priority) may set off at this rate (m/s^2) to
-    # set_off_speed along its plan, so the ego keeps out of its way; 0: standing cars stay put
-    set_off_acceleration: float = 0.0
-    set_off_speed: float = 10.0
 
 
 def pure_pursuit_steering(scene: Scene, route_s: float, cfg: RouteFollowerConfig, offset: float = 0.0) -> float:
@@ -165,22 +161,18 @@ def _clearance(ego: np.ndarray, ego_width: float, others: np.ndarray, other_widt
     return float((d.min(axis=(1, 2, 3)) - 0.5 * (ego_width + other_width)).min())
 
 
-def _traffic(scene: Scene, which: np.ndarray, graph: LaneGraph | None, t: np.ndarray,
-             cfg: RouteFollowerConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Circles (H, T, 3, 2) of every predicted path of the cars `which` at times t, the car each
-    path belongs to, and whether it is a standing car's: at constant velocity, and given the lane
-    graph or the cars' plans along every lane they may follow (prediction.predict_paths)."""
+def _traffic(scene: Scene, which: np.ndarray, graph: LaneGraph | None, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Circles (H, T, 3, 2) of every predicted path of the cars `which` at times t, and the car each
+    path belongs to: at constant velocity, and given the lane graph along every lane they may follow."""
     veh = scene.vehicles
     if graph is None and veh.plan is None:
         others, owner = veh.position[which, None, :] + veh.velocity[which, None, :] * t[None, :, None], np.asarray(which)
-        still = veh.speed[owner] < 0.5
     else:
-        set_off = (cfg.set_off_acceleration, cfg.set_off_speed) if cfg.set_off_acceleration > 0 else None
-        others, owner, still = predict_paths(graph, veh, t, which, set_off)
+        others, owner = predict_paths(graph, veh, t, which)
     heading = _headings(others, veh.heading[owner]) if len(owner) else np.zeros((0, len(t)))
     shape = others.shape[:2]
     return _circles(others, heading, np.broadcast_to(veh.length[owner][:, None], shape),
-                    np.broadcast_to(veh.width[owner][:, None], shape)), owner, still
+                    np.broadcast_to(veh.width[owner][:, None], shape)), owner
 
 
 def _ego_circles(scene: Scene, route_s: float, cfg: RouteFollowerConfig, acc: float, t: np.ndarray) -> np.ndarray:
@@ -202,7 +194,7 @@ def predicted_gaps(scene: Scene, route_s: float, cfg: RouteFollowerConfig, which
         return np.zeros(0), np.zeros(0), np.inf
     t = np.arange(0.1, cfg.yield_horizon_s + 1e-9, 0.1)
     veh = scene.vehicles
-    circles, owner, _ = _traffic(scene, which, graph, t, cfg)
+    circles, owner = _traffic(scene, which, graph, t)
 
     def gaps(a: float) -> np.ndarray:  # (H, T) body-to-body gap of each predicted path to the ego's
         ego = _ego_circles(scene, route_s, cfg, a, t)
@@ -230,13 +222,14 @@ def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig
         return acc
     t = np.arange(0.1, cfg.yield_horizon_s + 1e-9, 0.1)
     veh = scene.vehicles
-    circles, owner, still = _traffic(scene, _relevant(scene), graph, t, cfg)  # once, for all three options
+    circles, owner = _traffic(scene, _relevant(scene), graph, t)  # the others' circles once, for all three options
     options = [acc, min(acc, -cfg.comfortable_deceleration), cfg.max_acceleration]  # go on, brake, clear out
     egos = [_ego_circles(scene, route_s, cfg, a, t) for a in options]
     width = float(veh.width[0])
     # With standing_gap_m, a standing car will be where it is: pass it at that gap, never closer (not
     # even to clear out). One predicted to drive into the ego may brake for it, so against moving cars
     # the clearest option stays the fallback. Without it, every car needs the yield gap.
+    still = veh.speed[owner] < 0.5
     standing_gap = cfg.standing_gap_m if cfg.standing_gap_m > 0 else cfg.yield_gap_m
     moving = [_clearance(e, width, circles[~still], veh.width[owner][~still]) for e in egos]
     standing = [_clearance(e, width, circles[still], veh.width[owner][still]) for e in egos]
