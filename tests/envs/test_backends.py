@@ -181,24 +181,34 @@ def test_highway_junction_cars_carry_the_turn_they_will_take():
     straight on, a car turning from the ego's left swept the ego at the junction's entry. Each car's
     plan, taken now, must hold where the car is 2 s later (along the distance it drove), turns
     included (measured within 0.8 m, where straight on misses by up to 27 m); the ego has none, and
-    the tasks without a junction give no plans."""
+    the tasks without a junction give no plans. Vehicles.priority ranks the junction lane each car
+    takes as highway-env does (the horizontal road first, left turns after straight on)."""
     from vlsafe.envs.scene import PLAN_STEP_M
 
     backend = make_backend("highway")
     try:
         backend.reset(BackendSpec(task="left-turn", traffic_density=0.15, map_seed=0, max_steps=500), seed=3)
-        checked, turned = 0, 0
+        checked, turned, ranked = 0, 0, 0
         for _ in range(8):
             for _ in range(10):
                 backend.step(0.0, 0.0)
             before = {id(v): v for v in backend.road.vehicles}
             scene = backend.vehicles()
             assert scene.plan is not None and np.isnan(scene.plan[0]).all()  # the ego has no plan
+            # map_seed 0: the ego comes from the south, a vertical arm; its left turn ranks 0, last
+            assert scene.priority[0] == 0.0
             sel = [v for v in backend.road.vehicles if v is not backend.ego]
             plans = {}
             for v in sel:
                 d = np.linalg.norm(scene.position - np.asarray(v.position) * [1.0, -1.0], axis=1)
                 i = int(np.argmin(d))
+                if d[i] < 1e-9:  # the right of way of the junction lane on its route, until it has left it
+                    route = [r[:2] for r in v.route or []]
+                    ahead = [r for r in route[route.index(v.lane_index[:2]):] if r[0].startswith("ir")] \
+                        if v.lane_index[:2] in route else []
+                    want_rank = backend.road.network.get_lane((*ahead[0], 0)).priority if ahead else np.nan
+                    np.testing.assert_equal(scene.priority[i], want_rank)
+                    ranked += bool(want_rank == 3)  # the horizontal road's straight lanes rank first
                 if d[i] < 1e-9 and np.isfinite(scene.plan[i, 0, 0]) and v.speed > 2.0:  # seen, and moving
                     plans[id(v)] = (scene.plan[i], 0.0)
             for _ in range(20):
@@ -216,8 +226,10 @@ def test_highway_junction_cars_carry_the_turn_they_will_take():
                 d0, d1 = plan[1] - plan[0], plan[-1] - plan[-2]
                 turned += abs(np.arctan2(d0[0] * d1[1] - d0[1] * d1[0], d0 @ d1)) > np.pi / 4
                 checked += 1
-        assert checked >= 10 and turned >= 2, (checked, turned)
+        assert checked >= 10 and turned >= 2 and ranked >= 10, (checked, turned, ranked)
+        backend.reset(BackendSpec(task="left-turn", traffic_density=0.15, map_seed=1, max_steps=500), seed=3)
+        assert backend.vehicles().priority[0] == 2.0  # from the west, a horizontal arm: its left turn ranks 2
         backend.reset(BackendSpec(task="four-lane", traffic_density=0.15, map_seed=0, max_steps=500), seed=3)
-        assert backend.vehicles().plan is None
+        assert backend.vehicles().plan is None and backend.vehicles().priority is None
     finally:
         backend.close()

@@ -11,7 +11,7 @@ from vlsafe.envs import make
 from vlsafe.envs.scene import Lane, RoadMap, Route, Scene, Vehicles
 from vlsafe.envs.tasks import TASKS, task_config
 from vlsafe.experts.behaviours import BACKEND_TUNING, make_driver
-from vlsafe.experts.prediction import LaneGraph, predict_paths
+from vlsafe.experts.prediction import MOVING, SETTING_OFF, STANDING, LaneGraph, predict_paths
 from vlsafe.experts.route_follower import (
     RouteFollowerConfig,
     curve_speed,
@@ -75,8 +75,8 @@ def test_a_car_entering_a_turn_is_predicted_along_the_turn_and_straight_on():
     cars = Vehicles(position=np.array([[-50.0, -50.0], [-10.0, 0.0]]), heading=np.zeros(2),
                     velocity=np.array([[0.0, 0.0], [5.0, 0.0]]), length=np.full(2, 4.5), width=np.full(2, 1.8))
     t = np.array([1.0, 3.0, 5.0])
-    paths, owner = predict_paths(graph, cars, t, np.array([1]))
-    assert (owner == 1).all() and len(paths) == 3  # constant velocity + two lane branches
+    paths, owner, kind = predict_paths(graph, cars, t, np.array([1]))
+    assert (owner == 1).all() and len(paths) == 3 and (kind == MOVING).all()  # constant velocity + two lane branches
     arc_len = 10.0 * np.pi / 2
     on_arc = _arc((0.0, 10.0), 10.0, -np.pi / 2, -np.pi / 2 + 5.0 / 10.0, 2)[-1]  # 15 m on: 5 m into the arc
     on_beyond = np.array([10.0, 10.0 + 25.0 - 10.0 - arc_len])  # 25 m on: past the arc
@@ -104,10 +104,49 @@ def test_a_car_that_shows_its_turn_is_predicted_along_it_and_straight_on_only():
     t = np.array([1.0, 3.0])
     on_arc = _arc((0.0, 10.0), 10.0, -np.pi / 2, -np.pi / 2 + 5.0 / 10.0, 2)[-1]  # 15 m on: 5 m into the arc
     for g in (graph, None):
-        paths, owner = predict_paths(g, cars, t, np.array([1]))
+        paths, owner, _ = predict_paths(g, cars, t, np.array([1]))
         assert len(paths) == 2 and (owner == 1).all()  # constant velocity + the plan, no straight branch
         assert np.linalg.norm(paths[1][1] - on_arc) < 0.3
         assert np.linalg.norm(paths[0][1] - [5.0, 0.0]) < 1e-9
+
+
+def test_a_waiting_car_with_the_right_of_way_is_expected_to_set_off():
+    """A car stands 12 m ahead, 6 m to the right of the ego's road, its plan straight across it.
+    Standing, it is no conflict; but it waits for others, not for the ego, when it ranks above it
+    (Vehicles.priority: highway-env's traffic yields only to a higher-ranked car), and set off at
+    highway-env's 6 m/s^2 it reaches the ego's path as the ego does. Two crashes of 200 development
+    episodes (5584, 5644) were such a car. With `set_off_acceleration` the expert waits; for a car
+    ranked below the ego, or without the rule, it goes on, and so it does once it stands in the
+    car's way already."""
+    route = Route(points=np.array([[0.0, 0.0], [60.0, 0.0]]))
+    across = np.array([[12.0, -6.0 + 2.0 * k] for k in range(21)])
+    plan = np.stack([np.full_like(across, np.nan), across])
+
+    def scene(ranks, ego_x=0.0, ego_v=6.0):
+        cars = Vehicles(position=np.array([[ego_x, 0.0], [12.0, -6.0]]), heading=np.array([0.0, np.pi / 2]),
+                        velocity=np.array([[ego_v, 0.0], [0.0, 0.0]]), length=np.full(2, 5.0), width=np.full(2, 2.0),
+                        plan=plan, priority=np.array(ranks, dtype=float))
+        return Scene(RoadMap(lanes=(_lane(route.points),)), route, cars)
+
+    cfg = RouteFollowerConfig(yield_horizon_s=3.0, lane_prediction=False)
+    waits = dataclasses.replace(cfg, set_off_acceleration=6.0, set_off_speed=10.0)
+    paths, owner, kind = predict_paths(None, scene([0, 3]).vehicles, np.array([1.0, 3.0]), np.array([1]), (6.0, 10.0))
+    assert len(paths) == 2 and kind.tolist() == [STANDING, SETTING_OFF]
+    assert paths[1][1] == pytest.approx([12.0, -6.0 + 0.5 * 6.0 * (10 / 6) ** 2 + 10.0 * (3.0 - 10 / 6)])
+    assert yielding_acceleration(scene([0, 3]), 0.0, cfg, 2.0) == 2.0  # standing: no conflict
+    assert yielding_acceleration(scene([0, 3]), 0.0, waits, 2.0) < 0.0  # it has the right of way: wait
+    assert yielding_acceleration(scene([2, 1]), 0.0, waits, 2.0) == 2.0  # it waits for the ego
+    # the ego stands in its way already (braking cannot keep clear): waiting there would lock the
+    # junction (development seeds 5504, 5592 timed out so), so it goes on out of the way
+    # (a car standing 24 m on makes staying put the clearest option, so the old rule's fallback stayed)
+    inside = scene([0, 3], ego_x=10.0, ego_v=0.0)
+    veh = inside.vehicles
+    cars = Vehicles(position=np.vstack([veh.position, [[34.0, 0.0]]]), heading=np.append(veh.heading, 0.0),
+                    velocity=np.vstack([veh.velocity, [[0.0, 0.0]]]), length=np.full(3, 5.0), width=np.full(3, 2.0),
+                    plan=np.concatenate([plan, np.full((1, *plan.shape[1:]), np.nan)]), priority=np.array([0.0, 3.0, 1.0]))
+    inside = Scene(inside.road, route, cars)
+    assert yielding_acceleration(inside, 10.0, waits, 0.5) == 0.5
+    assert BACKEND_TUNING["highway"]["config"]["set_off_acceleration"] == 6.0
 
 
 def _scene_on(route_points) -> Scene:

@@ -132,6 +132,10 @@ class Vehicles:
     # points PLAN_STEP_M apart (NaN where not known); None from a simulator that does not say. The
     # scripted expert reads it as a driver reads indicators; it is never drawn, so learners do not.
     plan: np.ndarray | None = None
+    # (N,) the right of way of the junction lane each car takes (the ego's too; higher goes first, as
+    # a road's signs rank it), NaN where a car takes none; None from a simulator without such ranks.
+    # A car ranked above the ego does not wait for it, so the expert expects a standing one to set off.
+    priority: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.position)
@@ -140,6 +144,7 @@ class Vehicles:
         assert self.velocity.shape == (n, 2), f"velocity shape {self.velocity.shape} != ({n}, 2)"
         assert self.plan is None or (self.plan.ndim == 3 and self.plan.shape[0] == n and self.plan.shape[2] == 2), \
             f"plan shape {None if self.plan is None else self.plan.shape} != ({n}, K, 2)"
+        assert self.priority is None or self.priority.shape == (n,), f"priority shape {self.priority.shape} != ({n},)"
 
     @property
     def speed(self) -> np.ndarray:

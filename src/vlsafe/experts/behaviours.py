@@ -27,10 +27,11 @@ BACKEND_TUNING: dict[str, dict] = {
     # highway-env's bicycle model turns about the car's centre with its axles at +-L/2 and 45 deg at
     # full lock (pure pursuit with MetaDrive's geometry asked for too little steering in its 9 m turn);
     # its junction cars carry their plan (Vehicles.plan), so the lane graph's every-branch guess is off;
-    # in its locked junctions the ego crept into standing cars or waited on one for good (standing_gap_m)
+    # in its locked junctions the ego crept into standing cars or waited on one for good (standing_gap_m);
+    # a waiting car with the right of way sets off at IntersectionEnv's 6 m/s^2 to its 10 m/s limit
     "highway": {"config": {"curve_lateral_acc": 0.0, "lane_prediction": False, "yield_horizon_s": 3.0,
                            "rear_axle_frac": 0.5, "full_lock_deg": 45.0,
-                           "standing_gap_m": 0.5},
+                           "standing_gap_m": 0.5, "set_off_acceleration": 6.0, "set_off_speed": 10.0},
                 "steer_diffusion": False, "lane_check": "route"},
 }
 

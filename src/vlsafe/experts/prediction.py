@@ -21,6 +21,8 @@ __all__ = ["LaneGraph", "predict_paths"]
 _JOIN_M = 1.0  # lane end and next lane start closer than this are connected
 _MATCH_COS = np.cos(np.radians(45.0))  # a car matches lanes heading within 45 degrees of it
 _MAX_BRANCHES = 6  # predicted paths per car
+MOVING, STANDING, SETTING_OFF = 0, 1, 2  # the kinds of predicted path
+SET_OFF_BELOW = 1.0  # m/s: a car this slow may be waiting to go (a locked junction creeps at 0.1-0.6 m/s)
 
 
 class LaneGraph:
@@ -96,26 +98,40 @@ def _along(poly: np.ndarray, dist: np.ndarray) -> np.ndarray:
     return out
 
 
-def predict_paths(graph: LaneGraph | None, vehicles: Vehicles, t: np.ndarray,
-                  which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted positions (H, T, 2) at times t for the cars `which` (indices into vehicles), and
-    the car each of the H hypotheses belongs to. Every car gets its constant-velocity path plus, at
-    its current speed, its planned path where the simulator tells it (Vehicles.plan), else one path
-    per lane branch it may follow (given the lane graph)."""
-    paths, owner = [], []
-    plan = vehicles.plan
+def predict_paths(graph: LaneGraph | None, vehicles: Vehicles, t: np.ndarray, which: np.ndarray,
+                  set_off: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted positions (H, T, 2) at times t for the cars `which` (indices into vehicles), the
+    car each of the H hypotheses belongs to, and its kind: MOVING, STANDING (it stays put) or
+    SETTING_OFF. Every car gets its constant-velocity path plus, at its current speed, its planned path where the
+    simulator tells it (Vehicles.plan), else one path per lane branch it may follow (given the lane
+    graph). With `set_off` (acceleration m/s^2, top speed m/s) a car below SET_OFF_BELOW m/s that has
+    a plan and the right of way over the ego (Vehicles.priority) is also predicted setting off along
+    its plan: it waits for others, not for the ego, and goes when they are gone."""
+    paths, owner, kind = [], [], []
+    plan, rank = vehicles.plan, vehicles.priority
     for i in which:
         p, v = vehicles.position[i], vehicles.velocity[i]
         paths.append(p + v[None, :] * t[:, None])
         owner.append(i)
         speed = float(np.linalg.norm(v))
+        kind.append(STANDING if speed < 0.5 else MOVING)
+        planned = plan is not None and np.isfinite(plan[i, 0, 0])
+        if (set_off is not None and planned and rank is not None and speed < SET_OFF_BELOW
+                and rank[i] > rank[0]):
+            acc, top = set_off
+            reach = np.clip((top - speed) / acc, 0.0, None)  # s until top speed
+            tt = np.minimum(t, reach)
+            dist = speed * tt + 0.5 * acc * tt ** 2 + top * np.maximum(t - reach, 0.0)
+            paths.append(_along(_from(p, plan[i]), dist))
+            owner.append(i)
+            kind.append(SETTING_OFF)
         if speed < 0.5:
             continue
         dist = speed * t
-        if plan is not None and np.isfinite(plan[i, 0, 0]):
-            poly = np.concatenate([[p], plan[i]]) if np.linalg.norm(plan[i, 0] - p) > 1e-6 else plan[i]
-            paths.append(_along(poly, dist))
+        if planned:
+            paths.append(_along(_from(p, plan[i]), dist))
             owner.append(i)
+            kind.append(MOVING)
             continue
         if graph is None:
             continue
@@ -125,6 +141,12 @@ def predict_paths(graph: LaneGraph | None, vehicles: Vehicles, t: np.ndarray,
                 poly = np.concatenate([[p], poly]) if np.linalg.norm(poly[0] - p) > 1e-6 else poly
                 paths.append(_along(poly, dist))
                 owner.append(i)
+                kind.append(MOVING)
     if not paths:
-        return np.zeros((0, len(t), 2)), np.zeros(0, dtype=int)
-    return np.stack(paths), np.array(owner)
+        return np.zeros((0, len(t), 2)), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    return np.stack(paths), np.array(owner), np.array(kind)
+
+
+def _from(p: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """The polyline started at the car's own position."""
+    return np.concatenate([[p], poly]) if np.linalg.norm(poly[0] - p) > 1e-6 else poly

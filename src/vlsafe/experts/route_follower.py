@@ -20,7 +20,7 @@ import numpy as np
 
 from vlsafe.envs.actions import MAX_ACCELERATION, nearest_discrete
 from vlsafe.envs.scene import RoadMap, Scene
-from vlsafe.experts.prediction import LaneGraph, predict_paths
+from vlsafe.experts.prediction import MOVING, SETTING_OFF, STANDING, LaneGraph, predict_paths
 
 __all__ = ["RouteFollowerConfig", "RouteFollower", "pure_pursuit_steering", "idm_acceleration",
            "yielding_acceleration", "predicted_gaps", "curve_speed", "route_curvature"]
@@ -43,6 +43,10 @@ class RouteFollowerConfig:
     curve_lateral_acc: float = 1.2  # m/s^2 allowed in curves (0: no curve slow-down)
     lane_prediction: bool = True  # also predict other cars along the lanes they may follow (junctions)
     standing_gap_m: float = 0.0  # > 0: the gap to keep from a standing car (none closer, even to clear out)
+    # > 0: a standing car with the right of way (Vehicles.priority) may set off at this rate (m/s^2) to
+    # set_off_speed along its plan, so the ego keeps out of its way; 0: standing cars stay put
+    set_off_acceleration: float = 0.0
+    set_off_speed: float = 10.0
 
 
 def pure_pursuit_steering(scene: Scene, route_s: float, cfg: RouteFollowerConfig, offset: float = 0.0) -> float:
@@ -161,18 +165,22 @@ def _clearance(ego: np.ndarray, ego_width: float, others: np.ndarray, other_widt
     return float((d.min(axis=(1, 2, 3)) - 0.5 * (ego_width + other_width)).min())
 
 
-def _traffic(scene: Scene, which: np.ndarray, graph: LaneGraph | None, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Circles (H, T, 3, 2) of every predicted path of the cars `which` at times t, and the car each
-    path belongs to: at constant velocity, and given the lane graph along every lane they may follow."""
+def _traffic(scene: Scene, which: np.ndarray, graph: LaneGraph | None, t: np.ndarray,
+             cfg: RouteFollowerConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Circles (H, T, 3, 2) of every predicted path of the cars `which` at times t, the car each
+    path belongs to, and its kind (prediction.MOVING, STANDING, SETTING_OFF): at constant velocity,
+    and given the lane graph or the cars' plans along every lane they may follow."""
     veh = scene.vehicles
     if graph is None and veh.plan is None:
         others, owner = veh.position[which, None, :] + veh.velocity[which, None, :] * t[None, :, None], np.asarray(which)
+        kind = np.where(veh.speed[owner] < 0.5, STANDING, MOVING)
     else:
-        others, owner = predict_paths(graph, veh, t, which)
+        set_off = (cfg.set_off_acceleration, cfg.set_off_speed) if cfg.set_off_acceleration > 0 else None
+        others, owner, kind = predict_paths(graph, veh, t, which, set_off)
     heading = _headings(others, veh.heading[owner]) if len(owner) else np.zeros((0, len(t)))
     shape = others.shape[:2]
     return _circles(others, heading, np.broadcast_to(veh.length[owner][:, None], shape),
-                    np.broadcast_to(veh.width[owner][:, None], shape)), owner
+                    np.broadcast_to(veh.width[owner][:, None], shape)), owner, kind
 
 
 def _ego_circles(scene: Scene, route_s: float, cfg: RouteFollowerConfig, acc: float, t: np.ndarray) -> np.ndarray:
@@ -194,7 +202,7 @@ def predicted_gaps(scene: Scene, route_s: float, cfg: RouteFollowerConfig, which
         return np.zeros(0), np.zeros(0), np.inf
     t = np.arange(0.1, cfg.yield_horizon_s + 1e-9, 0.1)
     veh = scene.vehicles
-    circles, owner = _traffic(scene, which, graph, t)
+    circles, owner, _ = _traffic(scene, which, graph, t, cfg)
 
     def gaps(a: float) -> np.ndarray:  # (H, T) body-to-body gap of each predicted path to the ego's
         ego = _ego_circles(scene, route_s, cfg, a, t)
@@ -222,19 +230,24 @@ def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig
         return acc
     t = np.arange(0.1, cfg.yield_horizon_s + 1e-9, 0.1)
     veh = scene.vehicles
-    circles, owner = _traffic(scene, _relevant(scene), graph, t)  # the others' circles once, for all three options
+    circles, owner, kind = _traffic(scene, _relevant(scene), graph, t, cfg)  # once, for all three options
     options = [acc, min(acc, -cfg.comfortable_deceleration), cfg.max_acceleration]  # go on, brake, clear out
     egos = [_ego_circles(scene, route_s, cfg, a, t) for a in options]
     width = float(veh.width[0])
     # With standing_gap_m, a standing car will be where it is: pass it at that gap, never closer (not
     # even to clear out). One predicted to drive into the ego may brake for it, so against moving cars
     # the clearest option stays the fallback. Without it, every car needs the yield gap.
-    still = veh.speed[owner] < 0.5
     standing_gap = cfg.standing_gap_m if cfg.standing_gap_m > 0 else cfg.yield_gap_m
-    moving = [_clearance(e, width, circles[~still], veh.width[owner][~still]) for e in egos]
-    standing = [_clearance(e, width, circles[still], veh.width[owner][still]) for e in egos]
-    for a, m, n in zip(options, moving, standing):
-        if m >= cfg.yield_gap_m and n >= standing_gap:
+
+    def clearances(k):
+        return [_clearance(e, width, circles[kind == k], veh.width[owner][kind == k]) for e in egos]
+
+    moving, standing, set_off = clearances(MOVING), clearances(STANDING), clearances(SETTING_OFF)
+    # A standing car that may set off keeps the ego out of its way, not in it: once braking cannot
+    # keep clear of it either, the ego is in its way already, and waiting there only locks the junction.
+    outside = set_off[1] >= cfg.yield_gap_m
+    for a, m, n, o in zip(options, moving, standing, set_off):
+        if m >= cfg.yield_gap_m and n >= standing_gap and (o >= cfg.yield_gap_m or not outside):
             return a
     clear = [min(m, n) if cfg.standing_gap_m <= 0 or n >= cfg.standing_gap_m or k == 1 else -np.inf
              for k, (m, n) in enumerate(zip(moving, standing))]

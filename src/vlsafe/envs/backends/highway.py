@@ -24,7 +24,8 @@ decides termination. `off_road` is highway-env's `not on_road` (centre outside t
 lane). `arrived`: progress along the route within 2 m of its end, laterally on the final road.
 `vehicles().velocity` is the bicycle model's true motion (heading + slip angle beta, at most
 27 deg at full lock), so it can differ from the body heading while steering. At the junction,
-`vehicles().plan` is each car's planned lanes ahead (highway-env's `route`), for the expert.
+`vehicles().plan` is each car's planned lanes ahead (highway-env's `route`) and `priority` its
+junction lane's right of way (highway-env's lane priority), for the expert.
 
 Frames: highway-env works in a y-down screen frame where heading grows clockwise on screen
 and positive steering turns right. We flip y (and heading, and the steering sign) so that all
@@ -438,6 +439,7 @@ class HighwayBackend(Backend):
         self.road.vehicles = [v for v in self.road.vehicles if np.linalg.norm(v.position - self.ego.position) >= 20]
         self.road.vehicles.append(self.ego)
         turn = net.get_lane((f"ir{arm}", f"il{exit_arm}", 0))
+        self._ego_priority = float(turn.priority)
         leave = net.get_lane((f"il{exit_arm}", f"o{exit_arm}", 0))
         pieces = [(approach, s0, approach.length), (turn, 0.0, turn.length), (leave, 0.0, JUNCTION_EXIT_M)]
         lanes = [_lane_to_vl(lane, junction=_from.startswith("ir"))
@@ -565,32 +567,43 @@ class HighwayBackend(Backend):
         steer = np.array([v.action.get("steering", 0.0) if v.action else 0.0 for v in sel], dtype=float)
         course = heading + np.arctan(0.5 * np.tan(steer))  # the bicycle model moves at heading + slip
         velocity = np.stack([speed * np.cos(course), -speed * np.sin(course)], axis=1)
-        plan = self._plans(sel) if self._env is not None else None
+        plan, priority = self._plans(sel) if self._env is not None else (None, None)
         return Vehicles(position=pos, heading=wrap_angle(-heading), velocity=velocity,
                         length=np.array([v.LENGTH for v in sel], dtype=float),
-                        width=np.array([v.WIDTH for v in sel], dtype=float), plan=plan)
+                        width=np.array([v.WIDTH for v in sel], dtype=float), plan=plan, priority=priority)
 
-    def _plans(self, sel: list) -> np.ndarray:
+    def _plans(self, sel: list) -> tuple[np.ndarray, np.ndarray]:
         """Each junction car's planned lanes from where it stands, PLAN_M ahead (Vehicles.plan):
         its turn at the junction, as an indicator shows it. Predicted straight on (constant
         velocity), a car turning from the ego's left swept the ego waiting at the junction's entry
         (development seeds, docs/experts.md); predicted along every lane it may take, the expert
-        yielded to turns no car made."""
+        yielded to turns no car made. And the right of way of the junction lane each takes
+        (Vehicles.priority, highway-env's lane priority; the ego's: its turn): highway-env's
+        traffic never yields to a car ranked below it, so a standing car ranked above the ego
+        sets off (at 6 m/s^2) whatever the ego does."""
         plan = np.full((len(sel), int(PLAN_M / PLAN_STEP_M) + 1, 2), np.nan)
+        priority = np.full(len(sel), np.nan)
+        net = self.road.network
         for i, v in enumerate(sel):
+            if v is self.ego:
+                priority[i] = self._ego_priority
+                continue
             route = [r[:2] for r in getattr(v, "route", None) or []]  # highway-env pops passed lanes
-            if v is self.ego or v.lane_index[:2] not in route:
+            if v.lane_index[:2] not in route:
                 continue
             k, lane = route.index(v.lane_index[:2]), v.lane
+            crossing = [r for r in route[k:] if r[0].startswith("ir")]
+            if crossing:
+                priority[i] = net.get_lane((*crossing[0], 0)).priority
             s = lane.local_coordinates(v.position)[0]
             for j in range(plan.shape[1]):
                 while s > lane.length and k + 1 < len(route):
                     s -= lane.length
                     k += 1
-                    lane = self.road.network.get_lane((*route[k], 0))
+                    lane = net.get_lane((*route[k], 0))
                 plan[i, j] = lane.position(s, 0.0)
                 s += PLAN_STEP_M
-        return plan * _FLIP
+        return plan * _FLIP, priority
 
     def events(self) -> BackendEvents:
         _, lateral, _ = self.route.project(_xy(self.ego.position), self._s - 10.0, self._s + 30.0)
