@@ -102,9 +102,9 @@ def predict_paths(graph: LaneGraph | None, vehicles: Vehicles, t: np.ndarray, wh
                   set_off: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predicted positions (H, T, 2) at times t for the cars `which` (indices into vehicles), the
     car each of the H hypotheses belongs to, and its kind: MOVING, STANDING (it stays put) or
-    SETTING_OFF. Every car gets its constant-velocity path plus, at its current speed, its planned path where the
-    simulator tells it (Vehicles.plan), else one path per lane branch it may follow (given the lane
-    graph). With `set_off` (acceleration m/s^2, top speed m/s) a car below SET_OFF_BELOW m/s that has
+    SETTING_OFF. Every car gets its constant-velocity path plus, at its current speed, its planned
+    path where the simulator tells it (Vehicles.plan), else one path per lane branch it may follow
+    (given the lane graph). With `set_off` (acceleration m/s^2, top speed m/s) a car below SET_OFF_BELOW m/s that has
     a plan and the right of way over the ego (Vehicles.priority) is also predicted setting off along
     its plan: it waits for others, not for the ego, and goes when they are gone."""
     paths, owner, kind = [], [], []
@@ -137,9 +137,7 @@ def predict_paths(graph: LaneGraph | None, vehicles: Vehicles, t: np.ndarray, wh
             continue
         for lane, s in graph.match(p, float(vehicles.heading[i]))[:3]:
             for poly in graph.branches(lane, s, float(dist[-1])):
-                # start from the car's own position, then follow the lane
-                poly = np.concatenate([[p], poly]) if np.linalg.norm(poly[0] - p) > 1e-6 else poly
-                paths.append(_along(poly, dist))
+                paths.append(_along(_from(p, poly), dist))  # from the car's own position, then the lane
                 owner.append(i)
                 kind.append(MOVING)
     if not paths:
