@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from vlsafe.config import ConfigError, closest
-from vlsafe.envs.actions import ACCELERATIONS, DISCRETE_ACTIONS, nearest_discrete
+from vlsafe.envs.actions import DISCRETE_ACTIONS, nearest_discrete
 from vlsafe.envs.safety import TTC_MAX, safety_signals
 from vlsafe.envs.scene import Scene
 from vlsafe.experts.route_follower import RouteFollower, RouteFollowerConfig, route_curvature, to_action
@@ -31,8 +31,7 @@ BACKEND_TUNING: dict[str, dict] = {
     # a waiting car with the right of way sets off at IntersectionEnv's 6 m/s^2 to its 10 m/s limit
     "highway": {"config": {"curve_lateral_acc": 0.0, "lane_prediction": False, "yield_horizon_s": 3.0,
                            "rear_axle_frac": 0.5, "full_lock_deg": 45.0,
-                           "standing_gap_m": 0.5, "set_off_acceleration": 6.0, "set_off_speed": 10.0,
-                           "brake_deceleration": 0.0},
+                           "standing_gap_m": 0.5, "set_off_acceleration": 6.0, "set_off_speed": 10.0},
                 "steer_diffusion": False, "lane_check": "route"},
 }
 
@@ -66,7 +65,7 @@ class ExpertDriver:
         self.steer_residual = 0.0  # discrete steering's accumulated rounding error
         self.steer_diffusion = True
         self.lane_check = "ego"  # how a lane beside is found before a lane change (see _lane_beside)
-        self._backend: tuple[str, str] | None = None
+        self._backend: str | None = None
 
     def reset(self, rng: np.random.Generator) -> None:
         self.rng, self.offset, self.cooldown, self.steer_residual = rng, 0.0, 0, 0.0
@@ -127,18 +126,16 @@ class ExpertDriver:
                 return False
         return True
 
-    def _tune_for(self, backend: str, action: str = "continuous") -> None:
+    def _tune_for(self, backend: str) -> None:
         """MetaDrive's car slides out of a bend taken fast and rounds its five steering levels badly,
         and its traffic never yields: hence the slow-down in bends, the error diffusion, the lane
         predictions and the 4 s horizon. highway-env's kinematic car does not slide, its traffic
         yields, and there these settings made the junctions worse (right-turn 20 → 9 of 30
         arrivals, docs/experts.md), so there they are off."""
-        if (backend, action) != self._backend:
-            self._backend = (backend, action)
+        if backend != self._backend:
+            self._backend = backend
             tuning = BACKEND_TUNING.get(backend, {})
-            # the yielding check brakes as hard as the actions can: the 15 discrete ones stop at 2 m/s^2
-            config = {"brake_deceleration": -min(ACCELERATIONS) if action == "discrete" else 0.0}
-            config.update(tuning.get("config", {}))
+            config = dict(tuning.get("config", {}))
             if self.cfg.yield_horizon_s <= 0:  # a driver that never yields (reckless) keeps never yielding
                 config.pop("yield_horizon_s", None)
             self.follower.config = dataclasses.replace(self.cfg, **config)
@@ -147,7 +144,7 @@ class ExpertDriver:
 
     def controls(self, env) -> tuple[float, float]:
         base = env.unwrapped
-        self._tune_for(base.config.backend, base.config.action)
+        self._tune_for(base.config.backend)
         scene = base.scene
         self._maybe_change_lane(base, scene)
         # a lane change steered to the new lane at once swings 35 degrees across it and overshoots

@@ -23,7 +23,7 @@ from vlsafe.envs.scene import RoadMap, Scene
 from vlsafe.experts.prediction import MOVING, SETTING_OFF, STANDING, LaneGraph, predict_paths
 
 __all__ = ["RouteFollowerConfig", "RouteFollower", "pure_pursuit_steering", "idm_acceleration",
-           "yielding_acceleration", "predicted_gaps", "curve_speed", "curve_speed_limits", "route_curvature"]
+           "yielding_acceleration", "predicted_gaps", "curve_speed", "route_curvature"]
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,6 @@ class RouteFollowerConfig:
     # set_off_speed along its plan, so the ego keeps out of its way; 0: standing cars stay put
     set_off_acceleration: float = 0.0
     set_off_speed: float = 10.0
-    # > 0: the deceleration the yielding check brakes at (the action set's strongest, which the
-    # expert can really apply); 0: comfortable_deceleration
-    brake_deceleration: float = 0.0
-
-    @property
-    def braking(self) -> float:
-        return self.brake_deceleration if self.brake_deceleration > 0 else self.comfortable_deceleration
 
 
 def pure_pursuit_steering(scene: Scene, route_s: float, cfg: RouteFollowerConfig, offset: float = 0.0) -> float:
@@ -126,54 +119,13 @@ def idm_acceleration(scene: Scene, cfg: RouteFollowerConfig, target_speed: float
     return float(np.clip(acc, -2 * cfg.comfortable_deceleration, cfg.max_acceleration))
 
 
-def curve_speed_limits(scene: Scene, route_s: float, cfg: RouteFollowerConfig,
-                       ahead_m: float = 80.0) -> tuple[np.ndarray, np.ndarray]:
-    """Metres ahead x and, at each, the highest speed from which every curve beyond it is still taken
-    at `curve_lateral_acc`, braking for it at `comfortable_deceleration` / 2 (curve_speed's rule,
-    along the whole route ahead, with its 2 m/s floor)."""
-    x = np.arange(0.0, ahead_m, 2.5)
-    pts = scene.route.point_at(route_s + np.concatenate([x, [x[-1] + 2.5]]))
-    d = np.diff(pts, axis=0)
-    ok = np.linalg.norm(d, axis=1) > 1e-6
-    if ok.sum() < 3:
-        return x, np.full(len(x), np.inf)
-    kappa = np.interp(x, x[ok], np.abs(np.gradient(np.unwrap(np.arctan2(d[ok, 1], d[ok, 0])), 2.5)))
-    v_curve = np.sqrt(cfg.curve_lateral_acc / np.maximum(kappa, 1e-6))
-    ahead = np.maximum(x[None, :] - x[:, None], 0.0)  # (i, j): metres from x_i to x_j, 0 behind
-    reach = np.where(x[None, :] >= x[:, None], np.sqrt(v_curve[None, :] ** 2 + cfg.comfortable_deceleration * ahead), np.inf)
-    return x, np.maximum(reach.min(axis=1), 2.0)
-
-
-def _ego_path(scene: Scene, route_s: float, cfg: RouteFollowerConfig, acc: float, t: np.ndarray,
-              limits: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Ego positions at times t if it holds acceleration `acc` along its route (never reversing).
-
-    With `limits` (curve_speed_limits) the path slows for the curves ahead as the controller will,
-    at up to `comfortable_deceleration`: held at full acceleration into a roundabout, the predicted
-    ego passed the circulating cars at 8-10 m/s where the real one slows to 3-4, so it went on
-    where it should have waited, then sped up to clear out and slid off the road.
-    """
+def _ego_path(scene: Scene, route_s: float, cfg: RouteFollowerConfig, acc: float, t: np.ndarray) -> np.ndarray:
+    """Ego positions at times t if it holds acceleration `acc` along its route (never reversing)."""
     v0 = float(scene.vehicles.speed[0])
+    v = np.clip(v0 + acc * t, 0.0, max(cfg.target_speed, v0))
     dt = np.diff(np.concatenate([[0.0], t]))
-    if limits is None:
-        v = np.clip(v0 + acc * t, 0.0, max(cfg.target_speed, v0))
-        prev = np.concatenate([[v0], v[:-1]])
-        return scene.route.point_at(route_s + np.cumsum(0.5 * (v + prev) * dt))
-    top = max(cfg.target_speed, v0)
-    s, v_now, arc = 0.0, v0, np.empty(len(t))
-    for k, h in enumerate(dt):
-        v_next = _next_speed(v_now, acc, h, top, float(np.interp(s, *limits)), cfg)
-        s += 0.5 * (v_now + v_next) * h
-        arc[k], v_now = s, v_next
-    return scene.route.point_at(route_s + arc)
-
-
-def _next_speed(v: float, acc: float, h: float, top: float, cap: float, cfg: RouteFollowerConfig) -> float:
-    """Speed after h seconds of `acc`, slowing towards a curve's `cap` at `comfortable_deceleration`."""
-    v_next = min(v + acc * h, top)
-    if v_next > cap:
-        v_next = max(cap, v - cfg.comfortable_deceleration * h)
-    return max(v_next, 0.0)
+    prev = np.concatenate([[v0], v[:-1]])
+    return scene.route.point_at(route_s + np.cumsum(0.5 * (v + prev) * dt))
 
 
 def _relevant(scene: Scene) -> np.ndarray:
@@ -231,12 +183,10 @@ def _traffic(scene: Scene, which: np.ndarray, graph: LaneGraph | None, t: np.nda
                     np.broadcast_to(veh.width[owner][:, None], shape)), owner, kind
 
 
-def _ego_circles(scene: Scene, route_s: float, cfg: RouteFollowerConfig, acc: float, t: np.ndarray,
-                 limits: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Circles (T, 3, 2) of the ego holding acceleration `acc` along its route (slowing for curves
-    given their `limits`)."""
+def _ego_circles(scene: Scene, route_s: float, cfg: RouteFollowerConfig, acc: float, t: np.ndarray) -> np.ndarray:
+    """Circles (T, 3, 2) of the ego holding acceleration `acc` along its route."""
     veh = scene.vehicles
-    path = _ego_path(scene, route_s, cfg, acc, t, limits)
+    path = _ego_path(scene, route_s, cfg, acc, t)
     return _circles(path, _headings(path[None], veh.heading[:1])[0], np.full(len(t), veh.length[0]),
                     np.full(len(t), veh.width[0]))
 
@@ -254,10 +204,8 @@ def predicted_gaps(scene: Scene, route_s: float, cfg: RouteFollowerConfig, which
     veh = scene.vehicles
     circles, owner, _ = _traffic(scene, which, graph, t, cfg)
 
-    limits = curve_speed_limits(scene, route_s, cfg) if cfg.curve_lateral_acc > 0 else None
-
     def gaps(a: float) -> np.ndarray:  # (H, T) body-to-body gap of each predicted path to the ego's
-        ego = _ego_circles(scene, route_s, cfg, a, t, limits)
+        ego = _ego_circles(scene, route_s, cfg, a, t)
         d = np.linalg.norm(circles[:, :, :, None, :] - ego[None, :, None, :, :], axis=-1).min(axis=(2, 3))
         return d - 0.5 * (veh.width[0] + veh.width[owner])[:, None]
 
@@ -267,7 +215,7 @@ def predicted_gaps(scene: Scene, route_s: float, cfg: RouteFollowerConfig, which
         g = go[owner == i].min(axis=0)
         j = int(np.argmin(g))
         gap[k], when[k] = g[j], t[j]
-    return gap, when, float(gaps(-cfg.braking).min())
+    return gap, when, float(gaps(-cfg.comfortable_deceleration).min())
 
 
 def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig, acc: float,
@@ -283,9 +231,8 @@ def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig
     t = np.arange(0.1, cfg.yield_horizon_s + 1e-9, 0.1)
     veh = scene.vehicles
     circles, owner, kind = _traffic(scene, _relevant(scene), graph, t, cfg)  # once, for all three options
-    options = [acc, min(acc, -cfg.braking), cfg.max_acceleration]  # go on, brake, clear out
-    limits = curve_speed_limits(scene, route_s, cfg) if cfg.curve_lateral_acc > 0 else None
-    egos = [_ego_circles(scene, route_s, cfg, a, t, limits) for a in options]
+    options = [acc, min(acc, -cfg.comfortable_deceleration), cfg.max_acceleration]  # go on, brake, clear out
+    egos = [_ego_circles(scene, route_s, cfg, a, t) for a in options]
     width = float(veh.width[0])
     # With standing_gap_m, a standing car will be where it is: pass it at that gap, never closer (not
     # even to clear out). One predicted to drive into the ego may brake for it, so against moving cars
@@ -299,12 +246,6 @@ def yielding_acceleration(scene: Scene, route_s: float, cfg: RouteFollowerConfig
     # A standing car that may set off keeps the ego out of its way, not in it: once braking cannot
     # keep clear of it either, the ego is in its way already, and waiting there only locks the junction.
     outside = set_off[1] >= cfg.yield_gap_m
-    v0, h = float(veh.speed[0]), float(t[0])
-    if limits is not None and v0 + cfg.max_acceleration * h > float(np.interp(0.0, *limits)):
-        # clearing out as its path does: no faster than the curves allow (at full throttle into a
-        # roundabout the expert slid off the road: 10 of 300 development navigation episodes)
-        options[2] = (_next_speed(v0, cfg.max_acceleration, h, max(cfg.target_speed, v0),
-                                  float(np.interp(0.0, *limits)), cfg) - v0) / h
     for a, m, n, o in zip(options, moving, standing, set_off):
         if m >= cfg.yield_gap_m and n >= standing_gap and (o >= cfg.yield_gap_m or not outside):
             return a
