@@ -4,14 +4,20 @@ Greedy acceleration (the most likely of the three), steering at E[steer | that a
 rounding error carried to the next step whenever |E[steer]| >= 0.15 (error diffusion, as the expert
 steers). `python dither_eval.py BENCH TASK SEED_START [GATE]` on a benchmark folder under runs/bench;
 the value_vector key is dropped so the checkpoints of commit c1f38ad load."""
-import sys, json, glob, types
-import torch, torch.nn.functional as F
+import glob
+import json
+import sys
+
 import numpy as np
+import torch
+import torch.nn.functional as F
+
 import vlsafe.policy.train as T
 from vlsafe.config import from_dict as _fd
 from vlsafe.envs.actions import ACCELERATIONS, STEERINGS
-from vlsafe.policy import agent as A
 from vlsafe.evaluation.evaluate import evaluate_policies
+from vlsafe.policy import agent as A
+
 
 def fd(cls, d, *a, **k):
     d = {x: y for x, y in d.items() if x != "value_vector"}
@@ -45,7 +51,8 @@ def act(self, frame, first, vector=None):
     if first or self.state is None or not hasattr(self, "_res"):
         self._res = 0.0
     if not hasattr(self, "_patched"):
-        self.actor.mode = make_mode(self); self._patched = True
+        self.actor.mode = make_mode(self)
+        self._patched = True
     return _act(self, frame, first, vector)
 A.DrivingAgent.act = act
 
