@@ -65,6 +65,47 @@ def test_killed_grid_resumes_without_redoing_finished_cells(smoke):
     assert f"{n - len(before)} cells run" in resumed.stdout
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigterm_to_the_driver_stops_its_workers(tmp_path):
+    """A scheduler's SIGTERM reaches the driver only: its workers (and the processes they started)
+    must stop with it, not finish their cells as orphans."""
+    root = tmp_path / "smoke"
+    proc = subprocess.Popen(VLSAFE + ["benchmark", "--preset", "smoke", "--out", str(root)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not list(root.glob("cells/*/*/log.txt")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)
+        assert proc.poll() is None, "the grid ended before a cell was running"
+        group = [int(p) for p in os.listdir("/proc") if p.isdigit() and _in_session(int(p), proc.pid)]
+        assert len(group) > 1, "no worker process was running"
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        deadline = time.time() + 20
+        while _group_alive(proc.pid) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not _group_alive(proc.pid), "workers outlived the SIGTERM'd driver"
+    finally:
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _in_session(pid: int, sid: int) -> bool:
+    try:
+        return os.getsid(pid) == sid
+    except OSError:
+        return False
+
+
 def test_rerun_finishes_from_the_cache(smoke):
     out = smoke["cached"]
     assert out.returncode == 0, out.stderr[-2000:]

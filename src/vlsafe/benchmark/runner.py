@@ -4,11 +4,15 @@ The scheduler only needs an executor with `submit(fn, *args) -> Future` (the
 `concurrent.futures.Executor` interface, vlsafe.cluster): the local process pool is the default,
 Ray tasks the cluster backend; caching, resuming and progress stay here, in the driver. Every cell
 runs in a fresh worker process (MetaDrive allows one engine per process, and a cell's torch
-settings must not leak into the next).
+settings must not leak into the next). A SIGTERM to the driver (a scheduler's pre-emption, `kill`)
+stops the local workers and what they started, instead of leaving them to finish their cells
+as orphans; the rerun resumes.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -63,6 +67,8 @@ def run_grid(cells: list[Cell], root: Path, workers: int = 2, cluster: str = "lo
     failed: set[str] = set()
     running: dict[Future, tuple[Cell, float]] = {}
     pool = worker_pool(cluster, workers, fresh_process=True, address=address)
+    previous = _exit_on_sigterm()
+    completed = False
     try:
         while pending or running:
             for c in list(pending):
@@ -95,10 +101,47 @@ def run_grid(cells: list[Cell], root: Path, workers: int = 2, cluster: str = "lo
                 n_done = len(res.ran) + len(res.cached)
                 log(f"  [{n_done}/{total}] {c.name} in {_fmt_s(time.perf_counter() - started)}; "
                     f"elapsed {_fmt_s(time.perf_counter() - t0)}, ETA {_eta(pending, running, durations, workers)}")
+        completed = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if not completed:  # interrupted: the running cells stop now (their folders have no done record)
+            _kill_local_workers(pool)
+        pool.shutdown(wait=completed, cancel_futures=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     res.wall_s = time.perf_counter() - t0
     return res
+
+
+def _exit_on_sigterm():
+    """Turn SIGTERM into SystemExit in the driver, so that `run_grid`'s cleanup runs; returns the
+    handler it replaced (None off the main thread, where signals cannot be caught)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, _exit)
+
+
+def _kill_local_workers(pool) -> None:
+    """Kill a local process pool's workers and every process they started (a collector's engine
+    processes); a Ray pool's tasks are Ray's to cancel."""
+    import psutil
+
+    procs = []
+    for pid in list(getattr(pool, "_processes", None) or {}):
+        try:
+            worker = psutil.Process(pid)
+            procs += worker.children(recursive=True) + [worker]
+        except psutil.NoSuchProcess:
+            continue
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
 
 
 def _eta(pending: list[Cell], running: dict, durations: dict[str, list[float]], workers: int) -> str:
