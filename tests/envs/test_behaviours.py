@@ -53,9 +53,11 @@ def test_per_simulator_tuning_keeps_each_behaviour_what_it_is():
     expert, reckless = make_driver("expert", 0), make_driver("reckless", 0)
     expert._tune_for("highway")
     reckless._tune_for("highway")
-    assert expert.follower.config.yield_horizon_s == 3.0 and not expert.steer_diffusion
-    assert expert.follower.config.curve_lateral_acc == 0.0 and not expert.follower.config.lane_prediction
+    assert expert.follower.config.yield_horizon_s == 3.0 and expert.steer_diffusion  # its steering levels are MetaDrive's
+    assert expert.follower.config.steer_by_curvature
+    assert expert.follower.config.curve_lateral_acc == 1.2 and not expert.follower.config.lane_prediction
     assert reckless.follower.config.yield_horizon_s == 0.0  # never yields, on highway-env too
     expert._tune_for("metadrive")
     assert expert.follower.config.yield_horizon_s == 4.0 and expert.steer_diffusion
+    assert not expert.follower.config.steer_by_curvature  # MetaDrive's expert keeps its wheel angle, bit for bit
     assert expert.follower.config.lane_prediction and expert.follower.config.curve_lateral_acc == 1.2

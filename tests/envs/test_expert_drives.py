@@ -197,10 +197,13 @@ def test_navigation_has_room_for_its_routes_and_no_ramp_blocks():
     assert sum(dist.values()) == pytest.approx(1.0) and dist["Roundabout"] > 0 and dist["StdInterSection"] > 0
 
 
-def test_on_highway_env_pure_pursuit_asks_for_the_steering_its_bicycle_model_needs():
-    """highway-env's car turns about its centre with its axles at +-L/2 and 45 deg at full lock: with
-    MetaDrive's geometry the expert asked for too little in its 9 m right turn (0.55 against 0.65 on
-    this arc), swung wide and was flagged off the road. On a 9 m arc, rear axle on it: tan(delta) = L / R."""
+def test_on_highway_env_pure_pursuit_asks_for_the_turn_its_bicycle_model_makes():
+    """highway-env's car turns about its centre with its axles at +-L/2: on a 9 m arc with the rear
+    axle on it, its wheels must stand at atan(L / R), and the steering the expert asks for (by
+    curvature, the convention every backend honours) must be the one the backend turns into that
+    angle. With MetaDrive's geometry the expert asked for too little and swung wide off the road."""
+    from vlsafe.envs.backends.highway import wheel_angle
+
     arc = np.stack([9.0 * np.sin(a := np.linspace(0, np.pi / 2, 60)), 9.0 - 9.0 * np.cos(a)], 1)
     route = Route(points=np.concatenate([[[-20.0, 0.0], [-10.0, 0.0]], arc]))
     ego = Vehicles(position=np.array([[2.5, 0.0]]), heading=np.zeros(1), velocity=np.array([[7.0, 0.0]]),
@@ -208,7 +211,8 @@ def test_on_highway_env_pure_pursuit_asks_for_the_steering_its_bicycle_model_nee
     scene = Scene(RoadMap(lanes=(_lane(route.points),)), route, ego)
     route_s = route.project(ego.position[0])[0]
     highway = RouteFollowerConfig(**{k: v for k, v in BACKEND_TUNING["highway"]["config"].items()
-                                     if k in ("rear_axle_frac", "full_lock_deg")})
-    want = np.arctan(5.0 / 9.0) / np.deg2rad(45.0)  # 0.65: the discrete set's 0.6 comes closest
-    assert pure_pursuit_steering(scene, route_s, highway) == pytest.approx(want, abs=0.05)
-    assert pure_pursuit_steering(scene, route_s, RouteFollowerConfig()) < want - 0.08  # MetaDrive's geometry
+                                     if k in ("rear_axle_frac", "steer_by_curvature")})
+    steering = pure_pursuit_steering(scene, route_s, highway)
+    assert wheel_angle(steering, 5.0) == pytest.approx(np.arctan(5.0 / 9.0), abs=np.deg2rad(3.0))
+    by_angle = pure_pursuit_steering(scene, route_s, dataclasses.replace(highway, steer_by_curvature=False))
+    assert abs(wheel_angle(by_angle, 5.0) - np.arctan(5.0 / 9.0)) > np.deg2rad(10.0)  # asked as MetaDrive's wheel angle

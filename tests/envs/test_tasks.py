@@ -116,8 +116,11 @@ def test_steering_left_turns_left_and_vector_obs(backend):
         direction = np.arctan2(v.velocity[0, 1], v.velocity[0, 0])
     finally:
         env.close()
-    assert 0.05 < (h1 - h0 + np.pi) % (2 * np.pi) - np.pi < 1.5
-    assert abs((direction - h1 + np.pi) % (2 * np.pi) - np.pi) < 0.3
+    # steering 0.6 asks for a 5.8 m radius on both (actions.steering_curvature): ~1.2-1.9 rad in 1 s at ~8 m/s
+    assert 0.05 < (h1 - h0 + np.pi) % (2 * np.pi) - np.pi < 2.2
+    # the car moves along its heading but for its slip: MetaDrive's 1-6 deg, highway-env's centre-referenced
+    # bicycle atan(tan(delta) / 2) = 24 deg at 0.6
+    assert abs((direction - h1 + np.pi) % (2 * np.pi) - np.pi) < 0.45
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

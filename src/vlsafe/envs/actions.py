@@ -1,7 +1,12 @@
 """The paper's 15 discrete actions and the continuous mode, as physical (acceleration, steering).
 
 Backends receive only (acceleration in m/s^2, normalised steering in [-1, 1], positive = left),
-so an action means the same manoeuvre on every simulator.
+so an action means the same manoeuvre on every simulator. A steering s asks for the turn MetaDrive's
+car makes with it: yaw rate / speed = tan(s * 40 deg) / 2.6 m (`steering_curvature`; measured on
+MetaDrive 0.4.3 at 4 and 7 m/s, radius 17.8-18.0 m at s = 0.2 and 5.9-6.2 m at 0.6, where the
+formula gives 18.5 and 5.8). A backend whose car is built otherwise converts (highway-env's 5 m
+bicycle, backends/highway.py): before it did, the same 0.2 turned on a 32 m radius there, and a
+MetaDrive-trained left turn (20 m) run on highway-env's 13 m junction left the road.
 """
 
 from __future__ import annotations
@@ -12,13 +17,26 @@ import gymnasium as gym
 import numpy as np
 
 __all__ = ["ACCELERATIONS", "STEERINGS", "DISCRETE_ACTIONS", "MAX_ACCELERATION", "action_space", "to_controls",
-           "nearest_discrete"]
+           "nearest_discrete", "steering_curvature", "steering_for_curvature", "STEER_FULL_LOCK_DEG", "STEER_WHEELBASE_M"]
 
 ACCELERATIONS = (-2.0, 0.0, 2.0)  # m/s^2
 STEERINGS = (-0.6, -0.2, 0.0, 0.2, 0.6)  # normalised, + = left
 # Index i -> (acceleration, steering); acceleration-major order, so index 7 is (0, 0): keep going.
 DISCRETE_ACTIONS = np.array(list(itertools.product(ACCELERATIONS, STEERINGS)), dtype=np.float64)
 MAX_ACCELERATION = 3.0  # m/s^2 at continuous action[0] == +-1
+# the car a normalised steering is defined on: MetaDrive's (front wheels at 40 deg at full lock, 2.6 m wheelbase)
+STEER_FULL_LOCK_DEG = 40.0
+STEER_WHEELBASE_M = 2.6
+
+
+def steering_curvature(steering: float) -> float:
+    """The path curvature (yaw rate / speed, 1/m, positive = left) a normalised steering asks for."""
+    return float(np.tan(np.clip(steering, -1.0, 1.0) * np.deg2rad(STEER_FULL_LOCK_DEG)) / STEER_WHEELBASE_M)
+
+
+def steering_for_curvature(curvature: float) -> float:
+    """The normalised steering (clipped to [-1, 1]) that asks for a path curvature (1/m)."""
+    return float(np.clip(np.arctan(curvature * STEER_WHEELBASE_M) / np.deg2rad(STEER_FULL_LOCK_DEG), -1.0, 1.0))
 
 
 def action_space(mode: str) -> gym.Space:

@@ -24,15 +24,19 @@ __all__ = ["BEHAVIOURS", "DEFAULT_MIXTURE", "TASK_MIXTURES", "default_mixture", 
 
 # Per-simulator settings of the expert (see ExpertDriver._tune_for).
 BACKEND_TUNING: dict[str, dict] = {
-    # highway-env's bicycle model turns about the car's centre with its axles at +-L/2 and 45 deg at
-    # full lock (pure pursuit with MetaDrive's geometry asked for too little steering in its 9 m turn);
+    # highway-env's bicycle model turns about the car's centre with its axles at +-L/2 (pure pursuit from
+    # MetaDrive's rear axle asked for too little steering in its 9 m turn); steering asks for a curvature
+    # (actions.steering_curvature), and since its steering turns as MetaDrive's does (2026-12-07), the 9 m
+    # turn falls between the discrete 0.2 (18.5 m) and 0.6 (5.8 m): error diffusion and the slow-down in
+    # bends, as on MetaDrive (development seeds 5500-5599, right / left turn arrivals: plain rounding 51
+    # of 91 / -, 92 of 92 / 98 before; diffusion 98 / 95; diffusion and slow-down 100 / 97);
     # its junction cars carry their plan (Vehicles.plan), so the lane graph's every-branch guess is off;
     # in its locked junctions the ego crept into standing cars or waited on one for good (standing_gap_m);
     # a waiting car with the right of way sets off at IntersectionEnv's 6 m/s^2 to its 10 m/s limit
-    "highway": {"config": {"curve_lateral_acc": 0.0, "lane_prediction": False, "yield_horizon_s": 3.0,
-                           "rear_axle_frac": 0.5, "full_lock_deg": 45.0,
+    "highway": {"config": {"lane_prediction": False, "yield_horizon_s": 3.0,
+                           "rear_axle_frac": 0.5, "steer_by_curvature": True,
                            "standing_gap_m": 0.5, "set_off_acceleration": 6.0, "set_off_speed": 10.0},
-                "steer_diffusion": False, "lane_check": "route"},
+                "steer_diffusion": True, "lane_check": "route"},
 }
 
 
@@ -130,8 +134,10 @@ class ExpertDriver:
         """MetaDrive's car slides out of a bend taken fast and rounds its five steering levels badly,
         and its traffic never yields: hence the slow-down in bends, the error diffusion, the lane
         predictions and the 4 s horizon. highway-env's kinematic car does not slide, its traffic
-        yields, and there these settings made the junctions worse (right-turn 20 → 9 of 30
-        arrivals, docs/experts.md), so there they are off."""
+        yields, and there the three together made the junctions worse (right-turn 20 → 9 of 30
+        arrivals, docs/experts.md), so the lane predictions stay off; the slow-down and the error
+        diffusion are back on since highway-env's steering levels turn as MetaDrive's (2026-12-07)
+        and its 9 m right turn falls between two of them."""
         if backend != self._backend:
             self._backend = backend
             tuning = BACKEND_TUNING.get(backend, {})

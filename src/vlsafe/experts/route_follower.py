@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vlsafe.envs.actions import MAX_ACCELERATION, nearest_discrete
+from vlsafe.envs.actions import MAX_ACCELERATION, nearest_discrete, steering_for_curvature
 from vlsafe.envs.scene import RoadMap, Scene
 from vlsafe.experts.prediction import MOVING, SETTING_OFF, STANDING, LaneGraph, predict_paths
 
@@ -32,7 +32,11 @@ class RouteFollowerConfig:
     lookahead_min_m: float = 3.0
     lookahead_time_s: float = 0.4  # look-ahead grows with speed
     rear_axle_frac: float = 0.28  # rear axle position behind the centre, as a fraction of car length
-    full_lock_deg: float = 40.0  # front-wheel angle at steering 1 (MetaDrive ~40 deg, highway-env 45)
+    full_lock_deg: float = 40.0  # front-wheel angle at steering 1 (MetaDrive's car)
+    # True: ask for the turn by its curvature (actions.steering_for_curvature), the convention every
+    # backend honours, not by a wheel angle of MetaDrive's car; the MetaDrive expert keeps the angle
+    # (the same steering there, and its datasets unchanged)
+    steer_by_curvature: bool = False
     max_acceleration: float = 2.0  # m/s^2
     comfortable_deceleration: float = 3.0  # m/s^2
     time_headway_s: float = 1.5
@@ -62,6 +66,9 @@ def pure_pursuit_steering(scene: Scene, route_s: float, cfg: RouteFollowerConfig
     rel = a + offset * np.array([-t[1], t[0]]) - rear
     dist = max(float(np.linalg.norm(rel)), 1e-3)
     alpha = np.arctan2(-fwd[1] * rel[0] + fwd[0] * rel[1], fwd @ rel)
+    if cfg.steer_by_curvature:  # the rear axle's arc through the point; the centre turns at yaw rate / speed = k cos(beta)
+        k = 2.0 * np.sin(alpha) / dist
+        return steering_for_curvature(k * np.cos(np.arctan(k * cfg.rear_axle_frac * float(ego.length[0]))))
     wheel_angle = np.arctan2(2 * wheelbase * np.sin(alpha), dist)
     return float(np.clip(wheel_angle / np.deg2rad(cfg.full_lock_deg), -1.0, 1.0))
 

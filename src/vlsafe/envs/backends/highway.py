@@ -22,8 +22,8 @@ Events: `collision` means "touched a car during this step": highway-env's sticky
 flag is cleared before each step so the ego stays drivable (as in MetaDrive) and vlsafe's env
 decides termination. `off_road` is highway-env's `not on_road` (centre outside the nearest
 lane). `arrived`: progress along the route within 2 m of its end, laterally on the final road.
-`vehicles().velocity` is the bicycle model's true motion (heading + slip angle beta, at most
-27 deg at full lock), so it can differ from the body heading while steering. At the junction,
+`vehicles().velocity` is the bicycle model's true motion (heading + slip angle beta: 24 deg at
+the discrete steering 0.6, 54 at full lock), so it can differ from the body heading while steering. At the junction,
 `vehicles().plan` is each car's planned lanes ahead (highway-env's `route`) and `priority` its
 junction lane's right of way (highway-env's lane priority), for the expert.
 
@@ -66,15 +66,24 @@ from highway_env.vehicle.controller import ControlledVehicle, MDPVehicle  # noqa
 from highway_env.vehicle.kinematics import Vehicle  # noqa: E402
 from highway_env.vehicle.objects import Landmark  # noqa: E402
 
+from vlsafe.envs.actions import steering_curvature  # noqa: E402
 from vlsafe.envs.backends.base import Backend, BackendEvents, BackendSpec  # noqa: E402
 from vlsafe.envs.scene import PLAN_STEP_M, Lane, RoadMap, Route, Vehicles, sample_lane, wrap_angle  # noqa: E402
 
-__all__ = ["HighwayBackend", "MAX_STEER", "ACCEL_GAIN"]
+__all__ = ["HighwayBackend", "wheel_angle", "ACCEL_GAIN"]
 
-MAX_STEER = np.pi / 4
-"""Front-wheel angle (rad) at steer = +-1: highway-env's own ContinuousAction range, close to
-MetaDrive's 40 deg. With highway-env's bicycle model (L = 5 m) full lock turns on a 5.6 m
-radius and steer 0.6 on ~10 m, so the paper's discrete steer set can take the 9 m right turn."""
+MAX_WHEEL_ANGLE = np.deg2rad(75.0)
+"""The front-wheel angle a steering is never turned past (full lock, steering 1, asks for 70 deg)."""
+
+
+def wheel_angle(steering: float, length: float = Vehicle.LENGTH) -> float:
+    """The front-wheel angle (rad, positive = left) at which highway-env's car turns as the
+    steering asks (actions.steering_curvature: MetaDrive's car). Its bicycle model turns about the
+    centre with its axles at +-L/2: yaw rate / speed = sin(beta) / (L/2), beta = atan(tan(delta) / 2).
+    A plain 45 deg full lock (highway-env's own range) turned on a 32 m radius at steering 0.2 where
+    MetaDrive turns on 18 m, and MetaDrive-trained left turns left highway-env's junction."""
+    beta = np.arcsin(np.clip(steering_curvature(steering) * length / 2.0, -1.0, 1.0))
+    return float(np.clip(np.arctan(2.0 * np.tan(beta)), -MAX_WHEEL_ANGLE, MAX_WHEEL_ANGLE))
 ACCEL_GAIN = 1.0
 """m/s^2 of speed change per requested m/s^2. highway-env integrates `speed += a * dt` exactly,
 so the gain is 1 by construction; measured 2.000 / -2.000 / 1.000 m/s^2 for requests of +2 / -2 / +1
@@ -521,7 +530,7 @@ class HighwayBackend(Backend):
         ego, h = self.ego, 1.0 / SIM_HZ
         ego.crashed = False  # collision is reported per step ("touching now"); keep the ego drivable
         collided = False
-        delta = -float(np.clip(steering, -1.0, 1.0)) * MAX_STEER  # highway-env steers right for +
+        delta = -wheel_angle(float(steering), float(ego.LENGTH))  # highway-env steers right for +
         for _ in range(self._substeps):
             a = float(acceleration) * ACCEL_GAIN
             if a < 0.0:  # brake to a stop, never into reverse
