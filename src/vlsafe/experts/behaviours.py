@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from vlsafe.config import ConfigError, closest
-from vlsafe.envs.actions import DISCRETE_ACTIONS, nearest_discrete
+from vlsafe.envs.actions import DISCRETE_ACTIONS, STEER_FULL_LOCK_DEG, nearest_discrete
 from vlsafe.envs.safety import TTC_MAX, safety_signals
 from vlsafe.envs.scene import Scene
 from vlsafe.experts.route_follower import RouteFollower, RouteFollowerConfig, route_curvature, to_action
@@ -170,7 +170,7 @@ class ExpertDriver:
             return to_action("continuous", acc, steer)
         base = env.unwrapped
         wheelbase = 2 * self.cfg.rear_axle_frac * float(base.scene.vehicles.length[0])
-        bend = np.arctan(wheelbase * route_curvature(base.scene, base.route_s)) / np.deg2rad(40.0)
+        bend = np.arctan(wheelbase * route_curvature(base.scene, base.route_s)) / np.deg2rad(STEER_FULL_LOCK_DEG)
         # straight on, a gentle bend, a lane change (or highway-env): plain rounding
         if not self.steer_diffusion or (abs(bend) < 0.1 and abs(steer) < 0.15):
             self.steer_residual = 0.0

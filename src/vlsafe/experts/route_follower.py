@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vlsafe.envs.actions import MAX_ACCELERATION, nearest_discrete, steering_for_curvature
+from vlsafe.envs.actions import MAX_ACCELERATION, STEER_FULL_LOCK_DEG, nearest_discrete, steering_for_curvature
 from vlsafe.envs.scene import RoadMap, Scene
 from vlsafe.experts.prediction import MOVING, SETTING_OFF, STANDING, LaneGraph, predict_paths
 
@@ -32,7 +32,7 @@ class RouteFollowerConfig:
     lookahead_min_m: float = 3.0
     lookahead_time_s: float = 0.4  # look-ahead grows with speed
     rear_axle_frac: float = 0.28  # rear axle position behind the centre, as a fraction of car length
-    full_lock_deg: float = 40.0  # front-wheel angle at steering 1 (MetaDrive's car)
+    full_lock_deg: float = STEER_FULL_LOCK_DEG  # front-wheel angle at steering 1 (MetaDrive's car)
     # True: ask for the turn by its curvature (actions.steering_for_curvature), the convention every
     # backend honours, not by a wheel angle of MetaDrive's car; the MetaDrive expert keeps the angle
     # (the same steering there, and its datasets unchanged)
