@@ -61,3 +61,13 @@ def test_per_simulator_tuning_keeps_each_behaviour_what_it_is():
     assert expert.follower.config.yield_horizon_s == 4.0 and expert.steer_diffusion
     assert not expert.follower.config.steer_by_curvature  # MetaDrive's expert keeps its wheel angle, bit for bit
     assert expert.follower.config.lane_prediction and expert.follower.config.curve_lateral_acc == 1.2
+    # per task on top: MetaDrive's unprotected left turn looks 5 s ahead, its other tasks 4 s,
+    # highway-env's left turn keeps its own 3 s, and the reckless driver still never yields
+    expert._tune_for("metadrive", "left-turn")
+    assert expert.follower.config.yield_horizon_s == 5.0 and expert.follower.config.lane_prediction
+    expert._tune_for("metadrive", "navigation")
+    assert expert.follower.config.yield_horizon_s == 4.0
+    expert._tune_for("highway", "left-turn")
+    assert expert.follower.config.yield_horizon_s == 3.0
+    reckless._tune_for("metadrive", "left-turn")
+    assert reckless.follower.config.yield_horizon_s == 0.0

@@ -54,6 +54,37 @@ def test_the_expert_arrives_on_fixed_seeds(task, backend, seeds, least):
     assert arrived >= least, outcomes
 
 
+def _left_turn_ends(seeds, horizon: float | None) -> list[str]:
+    """How the MetaDrive left-turn expert ends on `seeds`, its look-ahead forced to `horizon` s
+    (None: the task's own tuning)."""
+    env = make("left-turn", backend="metadrive", overrides=["observation.kind=vector"])
+    ends = []
+    try:
+        for seed in seeds:
+            driver = make_driver("expert", seed)
+            env.reset(seed=seed)
+            driver._tune_for("metadrive", "left-turn")
+            if horizon is not None:
+                driver.follower.config = dataclasses.replace(driver.follower.config, yield_horizon_s=horizon)
+                driver._tune_for = lambda *a: None  # keep the forced look-ahead
+            while True:
+                _, _, terminated, truncated, info = env.step(driver.act(env))
+                if terminated or truncated:
+                    break
+            ends.append("arrived" if info["arrived"] else "collision" if info["collision"] else "other")
+    finally:
+        env.close()
+    return ends
+
+
+def test_on_left_turn_the_expert_looks_far_enough_ahead_to_clear_the_oncoming_lanes():
+    # development seeds where the 4 s look-ahead set off into a gap it could not leave (or stood in
+    # a turning car's path) and crashed, and the left-turn's 5 s look-ahead arrives (2026-12-07)
+    seeds = [5066, 5164, 5330]
+    assert _left_turn_ends(seeds, horizon=4.0).count("collision") >= 2  # the mechanism is still there
+    assert _left_turn_ends(seeds, horizon=None).count("arrived") >= 2
+
+
 def _lane(points) -> Lane:
     return Lane(centre=np.asarray(points, dtype=np.float64), width=3.5)
 

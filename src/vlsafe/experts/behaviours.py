@@ -18,7 +18,8 @@ from vlsafe.envs.safety import TTC_MAX, safety_signals
 from vlsafe.envs.scene import Scene
 from vlsafe.experts.route_follower import RouteFollower, RouteFollowerConfig, route_curvature, to_action
 
-__all__ = ["BEHAVIOURS", "DEFAULT_MIXTURE", "TASK_MIXTURES", "default_mixture", "parse_mixture", "make_driver",
+__all__ = ["BEHAVIOURS", "BACKEND_TUNING", "TASK_TUNING", "DEFAULT_MIXTURE", "TASK_MIXTURES", "default_mixture",
+           "parse_mixture", "make_driver",
            "pick_behaviour", "ExpertDriver", "NoisyDriver", "RecklessDriver"]
 
 
@@ -37,6 +38,16 @@ BACKEND_TUNING: dict[str, dict] = {
                            "rear_axle_frac": 0.5, "steer_by_curvature": True,
                            "standing_gap_m": 0.5, "set_off_acceleration": 6.0, "set_off_speed": 10.0},
                 "steer_diffusion": True, "lane_check": "route"},
+}
+# Per (task, backend) settings on top of BACKEND_TUNING's, where a measurement chose them.
+# MetaDrive's unprotected left turn: from a standstill at 2 m/s^2 a 4 s look-ahead covers 16 m, less
+# than the crossing of the oncoming lanes, so the expert set off into gaps it could not leave and
+# stood in them (MetaDrive's traffic never yields). A 5 s look-ahead, development seeds 5060-5359,
+# arrived / collision / timeout: 285 / 13 / 2 -> 295 / 5 / 0 (6 s: 291 / 9 / 0); held out 9100-9499
+# 393 / 7 -> 395 / 5. On navigation the same 5 s gave 285 / 5 / 10 off-road -> 281 / 6 / 13 (more
+# clear-outs into roundabouts), so it stays at 4 s there (docs/experts.md, last section).
+TASK_TUNING: dict[tuple[str, str], dict] = {
+    ("left-turn", "metadrive"): {"config": {"yield_horizon_s": 5.0}},
 }
 
 
@@ -69,7 +80,7 @@ class ExpertDriver:
         self.steer_residual = 0.0  # discrete steering's accumulated rounding error
         self.steer_diffusion = True
         self.lane_check = "ego"  # how a lane beside is found before a lane change (see _lane_beside)
-        self._backend: str | None = None
+        self._backend: tuple[str, str] | None = None  # the (backend, task) tuned for
 
     def reset(self, rng: np.random.Generator) -> None:
         self.rng, self.offset, self.cooldown, self.steer_residual = rng, 0.0, 0, 0.0
@@ -130,7 +141,7 @@ class ExpertDriver:
                 return False
         return True
 
-    def _tune_for(self, backend: str) -> None:
+    def _tune_for(self, backend: str, task: str = "") -> None:
         """MetaDrive's car slides out of a bend taken fast and rounds its five steering levels badly,
         and its traffic never yields: hence the slow-down in bends, the error diffusion, the lane
         predictions and the 4 s horizon. highway-env's kinematic car does not slide, its traffic
@@ -138,10 +149,11 @@ class ExpertDriver:
         arrivals, docs/experts.md), so the lane predictions stay off; the slow-down and the error
         diffusion are back on since highway-env's steering levels turn as MetaDrive's (2026-12-07)
         and its 9 m right turn falls between two of them."""
-        if backend != self._backend:
-            self._backend = backend
+        if (backend, task) != self._backend:
+            self._backend = (backend, task)
             tuning = BACKEND_TUNING.get(backend, {})
             config = dict(tuning.get("config", {}))
+            config.update(TASK_TUNING.get((task, backend), {}).get("config", {}))
             if self.cfg.yield_horizon_s <= 0:  # a driver that never yields (reckless) keeps never yielding
                 config.pop("yield_horizon_s", None)
             self.follower.config = dataclasses.replace(self.cfg, **config)
@@ -150,7 +162,7 @@ class ExpertDriver:
 
     def controls(self, env) -> tuple[float, float]:
         base = env.unwrapped
-        self._tune_for(base.config.backend)
+        self._tune_for(base.config.backend, base.config.task)
         scene = base.scene
         self._maybe_change_lane(base, scene)
         # a lane change steered to the new lane at once swings 35 degrees across it and overshoots
