@@ -65,8 +65,9 @@ def test_per_simulator_tuning_keeps_each_behaviour_what_it_is():
     # highway-env's left turn keeps its own 3 s, and the reckless driver still never yields
     expert._tune_for("metadrive", "left-turn")
     assert expert.follower.config.yield_horizon_s == 5.0 and expert.follower.config.lane_prediction
+    assert expert.follower.config.yield_gap_m == 2.0
     expert._tune_for("metadrive", "navigation")
-    assert expert.follower.config.yield_horizon_s == 4.0
+    assert expert.follower.config.yield_horizon_s == 4.0 and expert.follower.config.yield_gap_m == 1.5
     expert._tune_for("highway", "left-turn")
     assert expert.follower.config.yield_horizon_s == 3.0
     reckless._tune_for("metadrive", "left-turn")
