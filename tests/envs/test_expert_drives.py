@@ -10,7 +10,7 @@ import pytest
 from vlsafe.envs import make
 from vlsafe.envs.scene import Lane, RoadMap, Route, Scene, Vehicles
 from vlsafe.envs.tasks import TASKS, task_config
-from vlsafe.experts.behaviours import BACKEND_TUNING, make_driver
+from vlsafe.experts.behaviours import BACKEND_TUNING, TASK_TUNING, make_driver
 from vlsafe.experts.prediction import MOVING, SETTING_OFF, STANDING, LaneGraph, predict_paths
 from vlsafe.experts.route_follower import (
     RouteFollowerConfig,
@@ -29,19 +29,13 @@ from vlsafe.experts.route_follower import (
 ROWS = [("metadrive", range(300, 310), 9), ("highway", range(300, 306), 5)]
 
 
-def _arrivals(task: str, backend: str, seeds, forced: dict | None = None) -> tuple[int, list]:
-    """Arrivals of the expert on `seeds`, and how each episode ended; `forced`: RouteFollowerConfig
-    fields set on top of the backend's and the task's own tuning."""
+def _arrivals(task: str, backend: str, seeds) -> tuple[int, list]:
     env = make(task, backend=backend, overrides=["observation.kind=vector"])
     outcomes = []
     try:
         for seed in seeds:
             driver = make_driver("expert", seed)
             env.reset(seed=seed)
-            if forced:
-                driver._tune_for(backend, task)
-                driver.follower.config = dataclasses.replace(driver.follower.config, **forced)
-                driver._tune_for = lambda *a: None  # keep the forced fields
             while True:
                 _, _, terminated, truncated, info = env.step(driver.act(env))
                 if terminated or truncated:
@@ -60,12 +54,14 @@ def test_the_expert_arrives_on_fixed_seeds(task, backend, seeds, least):
     assert arrived >= least, outcomes
 
 
-def test_on_left_turn_the_expert_looks_far_enough_ahead_to_clear_the_oncoming_lanes():
+def test_on_left_turn_the_expert_looks_far_enough_ahead_to_clear_the_oncoming_lanes(monkeypatch):
     # development seeds where the expert of every task (4 s look-ahead, 1.5 m gap) met an oncoming car
     # at speed (5066, 5330) or set off into a gap it could not leave (5164) and crashed, and the
     # left-turn's own tuning (5 s, 2 m) arrives (2026-12-07)
     seeds = [5066, 5164, 5330]
-    _, at_4s = _arrivals("left-turn", "metadrive", seeds, forced={"yield_horizon_s": 4.0, "yield_gap_m": 1.5})
+    with monkeypatch.context() as m:  # without the task's own tuning: the expert of every task
+        m.delitem(TASK_TUNING, ("left-turn", "metadrive"))
+        _, at_4s = _arrivals("left-turn", "metadrive", seeds)
     assert [end for _, end in at_4s].count("collision") >= 2, at_4s  # the mechanism is still there
     arrived, tuned = _arrivals("left-turn", "metadrive", seeds)
     assert arrived >= 2, tuned

@@ -83,7 +83,7 @@ class ExpertDriver:
         self.steer_residual = 0.0  # discrete steering's accumulated rounding error
         self.steer_diffusion = True
         self.lane_check = "ego"  # how a lane beside is found before a lane change (see _lane_beside)
-        self._backend: tuple[str, str] | None = None  # the (backend, task) tuned for
+        self._tuned: tuple[str, str] | None = None  # the (backend, task) the follower's config is tuned for
 
     def reset(self, rng: np.random.Generator) -> None:
         self.rng, self.offset, self.cooldown, self.steer_residual = rng, 0.0, 0, 0.0
@@ -151,9 +151,10 @@ class ExpertDriver:
         yields, and there the three together made the junctions worse (right-turn 20 → 9 of 30
         arrivals, docs/experts.md), so the lane predictions stay off; the slow-down and the error
         diffusion are back on since highway-env's steering levels turn as MetaDrive's (2026-12-07)
-        and its 9 m right turn falls between two of them."""
-        if (backend, task) != self._backend:
-            self._backend = (backend, task)
+        and its 9 m right turn falls between two of them. TASK_TUNING adds a task's own settings on
+        top (MetaDrive's left turn: 5 s and a 2 m gap)."""
+        if (backend, task) != self._tuned:
+            self._tuned = (backend, task)
             tuning = BACKEND_TUNING.get(backend, {})
             config = dict(tuning.get("config", {}))
             config.update(TASK_TUNING.get((task, backend), {}).get("config", {}))
